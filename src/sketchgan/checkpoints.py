@@ -1,0 +1,576 @@
+"""Checkpoint loading, verification, download and the registry of known pretrained weights.
+
+Checkpoints come from strangers (the GANSketching release, PhotoSketch's Google Drive, users'
+own StyleGAN2 runs), so everything here loads with ``weights_only=True`` and turns every failure
+into a single line that names the file, the key and both shapes: a user who points the pipeline at
+a 1024 px FFHQ model with a 256 px config must learn that from one line, not from a traceback
+inside ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.resources
+import logging
+import os
+import re
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from sketchgan.errors import SketchganError
+from sketchgan.io import atomic_path, save_torch, sha256_file
+
+DEFAULT_PREFER = ("g_ema", "g", "state", "state_dict")
+# Wrapper prefixes added by DistributedDataParallel / DataParallel and by torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Keys a checkpoint may lack while the model keeps its own value: BatchNorm's step counter was
+# added in PyTorch 0.4.1, after PhotoSketch's weights were saved; it has no effect on outputs.
+OPTIONAL_KEY_SUFFIXES = ("num_batches_tracked",)
+
+GENERATOR_CONFIG_KEYS = ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max")
+DISCRIMINATOR_CONFIG_KEYS = ("size", "channel_multiplier", "channel_max")
+SKETCH_CONFIG_KEYS = ("input_nc", "output_nc", "ngf", "n_blocks")
+# channel_max was introduced by this project; checkpoints without it use the standard table.
+_CONFIG_DEFAULTS = {"channel_max": 512}
+
+_DOWNLOAD_CHUNK = 1 << 20
+_DOWNLOAD_TIMEOUT_S = 60
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_REGISTRY_FILE = "known_checkpoints.yaml"
+_REGISTRY_REQUIRED = ("kind", "url", "sha256", "wrapper_key", "config")
+
+_log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | os.PathLike, check_crc: bool = True) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` whose every failure is one line naming the file.
+
+    ``torch.load`` does not verify the CRC-32 that ``torch.save`` records per tensor, so bytes
+    damaged inside a tensor load silently as wrong weights; ``check_crc`` reads the file once
+    more to catch that (about 1 s per GB).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SketchganError(f"{path}: checkpoint file not found")
+    if not path.is_file():
+        raise SketchganError(f"{path}: is a folder, expected a checkpoint file")
+    if check_crc:
+        _check_zip_crc(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError...
+        raise SketchganError(f"{path}: {_describe_load_error(exc)}") from exc
+    if not isinstance(obj, Mapping):
+        raise SketchganError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    return obj
+
+
+def _check_zip_crc(path: Path) -> None:
+    """Verify recorded CRC-32s of a zip-format checkpoint (legacy files have none to check)."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0:  # saved with torch.serialization.set_crc32_options(False)
+                    continue
+                with archive.open(info) as member:
+                    while member.read(_DOWNLOAD_CHUNK):
+                        pass
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise SketchganError(
+            f"{path}: corrupt checkpoint ({exc}); re-download or re-save it"
+        ) from exc
+
+
+def _describe_load_error(exc: BaseException) -> str:
+    """Condense torch's multi-paragraph load errors into the part a user can act on."""
+    text = str(exc)
+    unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsupported:
+        return (
+            f"holds a pickled Python object ({unsupported.group(1)}) that weights_only loading "
+            "refuses; re-save only the state dict (tensors, numbers, strings, dicts)"
+        )
+    if "Weights only load failed" in text or isinstance(exc, EOFError):
+        return "not a PyTorch checkpoint, or corrupt/truncated (cannot be unpickled)"
+    if "zip archive" in text or "unexpected EOF" in text or "corrupt" in text.lower():
+        return "corrupt or truncated checkpoint (re-download or re-save it)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"cannot load checkpoint ({exc.__class__.__name__}: {first[:200]})"
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def _strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove a DDP/compile prefix only when every key carries it (a lone key is left alone)."""
+    state = dict(state)
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def extract_state(
+    obj: Mapping[str, Any],
+    prefer: Iterable[str] = DEFAULT_PREFER,
+    source: str = "checkpoint",
+) -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint, whichever wrapper its author used.
+
+    A bare state dict (PhotoSketch, GANSketching's netG.pth) is returned as is; otherwise the
+    first key of ``prefer`` that holds one (``g_ema`` before ``g``: the averaged generator is
+    the one people sample from).
+    """
+    prefer = (prefer,) if isinstance(prefer, str) else tuple(prefer)
+    if _is_state_dict(obj):
+        return _strip_wrapper_prefix(obj)
+    if not isinstance(obj, Mapping):
+        raise SketchganError(f"{source}: expected a dict, got {type(obj).__name__}")
+    for key in prefer:
+        if key in obj and _is_state_dict(obj[key]):
+            return _strip_wrapper_prefix(obj[key])
+    found = ", ".join(repr(k) for k in list(obj)[:12])
+    raise SketchganError(f"{source}: no state dict under {list(prefer)}; top-level keys: {found}")
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _fmt_shape(shape: Iterable[int]) -> str:
+    dims = tuple(shape)
+    return "(" + ",".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _is_optional(key: str) -> bool:
+    return key.endswith(OPTIONAL_KEY_SUFFIXES)
+
+
+def verify_state_dict(
+    state: Mapping[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
+) -> None:
+    """Check keys and shapes against ``model`` before loading; fail on the first difference.
+
+    ``load_state_dict`` reports every mismatch in a wall of text; when the architecture config is
+    wrong nearly all keys differ, so the first one plus a count says more.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not _is_optional(k)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = len(missing) + len(unexpected) + len(wrong)
+    if problems == 0:
+        return
+    more = f" ({problems - 1} more keys differ)" if problems > 1 else ""
+    if wrong:
+        key = wrong[0]
+        raise SketchganError(
+            f"{source}: '{key}' has shape {_fmt_shape(state[key].shape)}, model expects "
+            f"{_fmt_shape(expected[key].shape)}{more}"
+        )
+    if missing:
+        key = missing[0]
+        raise SketchganError(
+            f"{source}: missing '{key}' (model expects shape {_fmt_shape(expected[key].shape)})"
+            f"{more}"
+        )
+    key = unexpected[0]
+    raise SketchganError(
+        f"{source}: unexpected key '{key}' with shape {_fmt_shape(state[key].shape)} "
+        f"not in the model{more}"
+    )
+
+
+def _fill_optional(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Give keys listed in OPTIONAL_KEY_SUFFIXES the model's own value so strict loading works."""
+    filled = dict(state)
+    for key, value in model.state_dict().items():
+        if key not in filled and _is_optional(key):
+            filled[key] = value.detach().clone()
+    return filled
+
+
+def load_into(
+    model: nn.Module,
+    path_or_state: str | os.PathLike | Mapping[str, Any],
+    key: str | Iterable[str] | None = None,
+    source: str | None = None,
+) -> nn.Module:
+    """Verify, then strictly load a checkpoint (file or already-loaded dict) into ``model``."""
+    if isinstance(path_or_state, (str, os.PathLike)):
+        source = source or str(path_or_state)
+        obj = load_checkpoint(path_or_state)
+    else:
+        source = source or "state dict"
+        obj = path_or_state
+    prefer = DEFAULT_PREFER if key is None else key
+    state = _fill_optional(extract_state(obj, prefer=prefer, source=source), model)
+    verify_state_dict(state, model, source)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _is_url(value: str) -> bool:
+    return urllib.parse.urlparse(value).scheme in ("http", "https", "file")
+
+
+def _local_path(url_or_path: str) -> Path | None:
+    """The filesystem path of a plain path or ``file://`` URL; None for http(s)."""
+    parsed = urllib.parse.urlparse(url_or_path)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme in ("http", "https"):
+        return None
+    return Path(url_or_path)
+
+
+def _check_sha_format(sha256: str | None, where: str) -> str | None:
+    if sha256 is None:
+        return None
+    sha = sha256.strip().lower()
+    if not _SHA256_RE.match(sha):
+        raise SketchganError(f"{where}: sha256 must be 64 hex digits, got {sha256!r}")
+    return sha
+
+
+def _download_name(url: str, filename: str | None) -> str:
+    if filename:
+        return filename
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    return name or "download"
+
+
+def _stream_download(url: str, dest: Path) -> str:
+    """Stream ``url`` into ``dest``, returning its sha256; short reads are errors."""
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "sketchgan"})
+    try:
+        with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+            expected_len = response.headers.get("Content-Length")
+            received = 0
+            with open(dest, "wb") as f:
+                while block := response.read(_DOWNLOAD_CHUNK):
+                    digest.update(block)
+                    f.write(block)
+                    received += len(block)
+    except urllib.error.HTTPError as exc:
+        raise SketchganError(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SketchganError(f"{url}: download failed ({reason})") from exc
+    if expected_len is not None and received != int(expected_len):
+        raise SketchganError(f"{url}: download truncated ({received} of {expected_len} bytes)")
+    return digest.hexdigest()
+
+
+def _mismatch(where: str, expected: str, actual: str) -> SketchganError:
+    return SketchganError(f"{where}: sha256 mismatch, expected {expected}, got {actual}")
+
+
+def fetch(
+    url: str,
+    cache_dir: str | os.PathLike,
+    sha256: str | None = None,
+    filename: str | None = None,
+) -> Path:
+    """Download ``url`` into ``cache_dir`` once, checking its SHA-256 while it streams.
+
+    The file only appears under its final name after the hash matched (atomic rename), so an
+    interrupted or tampered download never masquerades as a cached checkpoint. A cached file is
+    reused when its hash matches (or when no hash is known). Plain paths and ``file://`` URLs
+    are returned in place after the same check.
+    """
+    sha = _check_sha_format(sha256, url)
+    local = _local_path(url)
+    if local is not None:
+        return _check_local(local, url, sha)
+    target = Path(cache_dir) / _download_name(url, filename)
+    if target.is_file():
+        if sha is None or sha256_file(target) == sha:
+            return target
+        target.unlink()  # stale or corrupt cache entry: fetch again
+    with atomic_path(target) as tmp:
+        actual = _stream_download(url, tmp)
+        if sha is not None and actual != sha:
+            raise _mismatch(url, sha, actual)
+    if sha is None:  # tell the user what to pin; the registry never guesses hashes
+        _log.info("downloaded %s to %s (sha256 %s, unpinned)", url, target, actual)
+    return target
+
+
+def _check_local(path: Path, where: str, sha: str | None) -> Path:
+    if not path.is_file():
+        raise SketchganError(f"{where}: file not found")
+    if sha is not None:
+        actual = sha256_file(path)
+        if actual != sha:
+            raise _mismatch(where, sha, actual)
+    return path
+
+
+def _find_member(archive: zipfile.ZipFile, member: str, where: str) -> str:
+    """Exact member name, else one ending in ``/member`` (zips often add a top folder)."""
+    names = archive.namelist()
+    if member in names:
+        return member
+    matches = [n for n in names if n.endswith("/" + member)]
+    if len(matches) == 1:
+        return matches[0]
+    raise SketchganError(f"{where}: archive has no single member '{member}'")
+
+
+def extract_member(
+    archive_path: str | os.PathLike,
+    member: str,
+    dest_dir: str | os.PathLike,
+    sha256: str | None = None,
+) -> Path:
+    """Unpack one file of a zip into ``dest_dir`` atomically (reused when already there)."""
+    archive_path = Path(archive_path)
+    sha = _check_sha_format(sha256, f"{archive_path}:{member}")
+    target = Path(dest_dir) / member
+    if target.is_file() and (sha is None or sha256_file(target) == sha):
+        return target
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            name = _find_member(archive, member, str(archive_path))
+            with atomic_path(target) as tmp, archive.open(name) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _DOWNLOAD_CHUNK)
+                dst.close()
+                if sha is not None and (actual := sha256_file(tmp)) != sha:
+                    raise _mismatch(f"{archive_path}:{member}", sha, actual)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SketchganError(f"{archive_path}: not a readable zip archive ({exc})") from exc
+    return target
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def known_checkpoints() -> dict[str, dict[str, Any]]:
+    """All registry entries (package data ``known_checkpoints.yaml``), checked for shape."""
+    text = importlib.resources.files("sketchgan").joinpath(_REGISTRY_FILE).read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
+        raise SketchganError(f"{_REGISTRY_FILE}: expected a top-level 'checkpoints' mapping")
+    entries = data["checkpoints"]
+    for name, entry in entries.items():
+        _validate_entry(name, entry)
+    return entries
+
+
+def _validate_entry(name: str, entry: Any) -> None:
+    where = f"{_REGISTRY_FILE}: '{name}'"
+    if not isinstance(entry, dict):
+        raise SketchganError(f"{where} must be a mapping")
+    for field in _REGISTRY_REQUIRED:
+        if field not in entry:
+            raise SketchganError(f"{where} lacks '{field}'")
+    _check_sha_format(entry["sha256"], where)
+    _check_sha_format(entry.get("archive_sha256"), where)
+
+
+def known_checkpoint(name: str) -> dict[str, Any]:
+    """One registry entry (a copy, with its ``name``); unknown names list the known ones."""
+    entries = known_checkpoints()
+    if name not in entries:
+        raise SketchganError(
+            f"checkpoint '{name}' is not known; known: {', '.join(sorted(entries))}"
+        )
+    return {"name": name, **copy.deepcopy(entries[name])}
+
+
+def resolve_checkpoint(name_or_path_or_url: str, cache_dir: str | os.PathLike) -> Path:
+    """A local file for a path, a URL or a registry name (downloading into ``cache_dir``)."""
+    value = str(name_or_path_or_url)
+    if Path(value).is_file():
+        return Path(value)
+    if _is_url(value):
+        return fetch(value, cache_dir)
+    entries = known_checkpoints()
+    if value not in entries:
+        raise SketchganError(
+            f"checkpoint '{value}': not an existing file, a URL or a known name "
+            f"(known: {', '.join(sorted(entries))})"
+        )
+    return _resolve_entry(known_checkpoint(value), Path(cache_dir))
+
+
+def _resolve_entry(entry: dict[str, Any], cache_dir: Path) -> Path:
+    if entry.get("download") == "manual":
+        member = entry.get("archive_member")
+        then = f"unzip it and pass the path of {member}" if member else "pass its local path"
+        raise SketchganError(
+            f"checkpoint '{entry['name']}' must be downloaded manually from {entry['url']}; {then}"
+        )
+    member = entry.get("archive_member")
+    if member is None:
+        return fetch(entry["url"], cache_dir, sha256=entry["sha256"])
+    archive = fetch(entry["url"], cache_dir, sha256=entry.get("archive_sha256"))
+    return extract_member(archive, member, cache_dir / archive.stem, sha256=entry["sha256"])
+
+
+# --------------------------------------------------------------------------- project layouts
+
+
+def _to_state(module_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = (
+        module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    )
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _check_config(
+    config: Mapping[str, Any] | None, keys: tuple[str, ...], source: str
+) -> dict[str, int]:
+    """Architecture config as plain ints, so it stays loadable with weights_only=True."""
+    if not isinstance(config, Mapping):
+        raise SketchganError(f"{source}: no architecture 'config' (needs {', '.join(keys)})")
+    merged = {**{k: v for k, v in _CONFIG_DEFAULTS.items() if k in keys}, **dict(config)}
+    out = {}
+    for key in keys:
+        value = merged.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SketchganError(f"{source}: config '{key}' must be a positive int, got {value!r}")
+        out[key] = value
+    return out
+
+
+def save_generator_checkpoint(
+    path: str | os.PathLike,
+    g_ema: nn.Module | Mapping[str, torch.Tensor],
+    g: nn.Module | Mapping[str, torch.Tensor] | None = None,
+    d: nn.Module | Mapping[str, torch.Tensor] | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``{"g_ema", "g", "d", "config"}`` atomically (the layout of generator.pt files).
+
+    ``extra`` entries (e.g. the iteration) must be plain data so the file stays loadable with
+    ``weights_only=True``.
+    """
+    payload: dict[str, Any] = {
+        "g_ema": _to_state(g_ema),
+        "config": _check_config(config, GENERATOR_CONFIG_KEYS, str(path)),
+    }
+    if g is not None:
+        payload["g"] = _to_state(g)
+    if d is not None:
+        payload["d"] = _to_state(d)
+    reserved = set(payload) | {"g", "d"}
+    for key, value in (extra or {}).items():
+        if key in reserved:
+            raise SketchganError(f"{path}: extra key '{key}' clashes with a checkpoint field")
+        payload[key] = value
+    save_torch(payload, path)
+
+
+def save_sketch_checkpoint(
+    path: str | os.PathLike,
+    net: nn.Module | Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``{"state", "config"}`` atomically (the layout of photosketch.pt)."""
+    payload = {
+        "state": _to_state(net),
+        "config": _check_config(config, SKETCH_CONFIG_KEYS, str(path)),
+    }
+    save_torch(payload, path)
+
+
+def _load_network(
+    path: str | os.PathLike,
+    device: str | torch.device,
+    keys: tuple[str, ...],
+    build: Callable[[dict[str, int]], nn.Module],
+    wrapper_key: str | Iterable[str],
+    config: Mapping[str, Any] | None,
+) -> tuple[nn.Module, dict[str, int]]:
+    obj = load_checkpoint(path)
+    cfg = _check_config(config if config is not None else obj.get("config"), keys, str(path))
+    model = build(cfg)
+    load_into(model, obj, key=wrapper_key, source=str(path))
+    return model.to(device), cfg
+
+
+def _build_generator(cfg: dict[str, int]) -> nn.Module:
+    from sketchgan.models.stylegan2 import Generator  # lazy: keeps this module model-agnostic
+
+    return Generator(**cfg)
+
+
+def _build_discriminator(cfg: dict[str, int]) -> nn.Module:
+    from sketchgan.models.stylegan2 import Discriminator
+
+    return Discriminator(**cfg)
+
+
+def _build_sketch_net(cfg: dict[str, int]) -> nn.Module:
+    from sketchgan.models.photosketch import ResnetGenerator
+
+    return ResnetGenerator(**cfg)
+
+
+def load_generator(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    key: str = "g_ema",
+    config: Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, int]]:
+    """Build a Generator from the file's config (or ``config`` for bare/foreign files) and load it.
+
+    ``key`` picks the weights (``g_ema`` by default, ``g`` for the raw training generator); a
+    bare state dict (GANSketching's netG.pth) is accepted with an explicit ``config``.
+    """
+    return _load_network(path, device, GENERATOR_CONFIG_KEYS, _build_generator, key, config)
+
+
+def load_discriminator(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    key: str = "d",
+    config: Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, int]]:
+    """The discriminator of a generator checkpoint (or a bare netD.pth with ``config``)."""
+    return _load_network(path, device, DISCRIMINATOR_CONFIG_KEYS, _build_discriminator, key, config)
+
+
+def load_sketch_net(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    config: Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, int]]:
+    """The PhotoSketch ResnetGenerator of a ``{"state", "config"}`` file or a bare state dict."""
+    return _load_network(
+        path, device, SKETCH_CONFIG_KEYS, _build_sketch_net, ("state", "state_dict"), config
+    )

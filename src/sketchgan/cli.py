@@ -1,0 +1,203 @@
+"""The ``sketchgan`` command line: one command per DVC stage plus interactive tools.
+
+Stage commands read ``params.yaml`` (the only place settings live) and call the thin modules in
+``stages/``; ``dvc.yaml`` calls these commands, so ``dvc repro`` and a hand-run command do the
+same thing. Heavy imports happen inside the commands to keep ``--help`` instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sketchgan.errors import SketchganError
+
+app = typer.Typer(
+    name="sketchgan",
+    help="Customise a pretrained StyleGAN2 from a few sketches (Sketch Your Own GAN).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = Annotated[
+    Path, typer.Option("--params", "-p", help="Parameter file (every setting lives here).")
+]
+STAGE_HELP = {
+    "prepare": "Render the embedded world (or import your data): pretrain, image_reg, eval sets "
+    "and the user sketches under data/.",
+    "pretrain": "Obtain the frozen networks: fetch the named StyleGAN2/PhotoSketch checkpoints, or "
+    "train them (and the world evaluator) on the embedded world.",
+    "photosketch": "Run the frozen image->sketch network over the eval set and over a pool of "
+    "samples of the original generator (used by the baselines).",
+    "train": "Fine-tune the generator on the user sketches (GANSketching); resumes after a kill.",
+    "sample": "Sample the fine-tuned and the original generator; grids and interpolations.",
+    "baselines": "Build the paper's baselines from the original model's pool: Chamfer matching "
+    "and sketch-based image retrieval (SBIR).",
+    "evaluate": "FID, KID, precision/recall, sketch Chamfer distance and target-match share of "
+    "every method vs. the eval set -> reports/metrics.json.",
+    "report": "Write reports/benchmark.md and a self-contained reports/benchmark.html.",
+}
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def run_stage(name: str, params_path: Path) -> dict[str, Any]:
+    """Load params, then call ``stages.<name>.run``; user errors become one line, exit code 2."""
+    from sketchgan.runtime import load_params
+
+    try:
+        params = load_params(params_path)
+        module = importlib.import_module(f"stages.{name}")
+        return module.run(params)
+    except SketchganError as exc:
+        _fail(exc)
+    return {}
+
+
+def _make_stage_command(name: str) -> None:
+    def command(params: ParamsOpt = Path("params.yaml")) -> None:
+        run_stage(name, params)
+
+    command.__name__ = name
+    command.__doc__ = STAGE_HELP[name]
+    app.command(name=name, help=STAGE_HELP[name])(command)
+
+
+for _stage in STAGE_HELP:
+    _make_stage_command(_stage)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Output folder for PNG samples and grid.png.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Generator checkpoint (.pt/.pth, rosinality layout).")
+    ] = None,
+    n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 16,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the first sample; sample i uses z(seed+i).")
+    ] = 0,
+    truncation: Annotated[float, typer.Option(help="Truncation psi (1 = none).")] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    random_init: Annotated[
+        bool, typer.Option(help="Use a randomly initialised generator (tests, smoke checks).")
+    ] = False,
+    size: Annotated[int, typer.Option(help="With --random-init: image size.")] = 32,
+    style_dim: Annotated[int, typer.Option(help="With --random-init: style dimension.")] = 64,
+    channel_max: Annotated[int, typer.Option(help="With --random-init: channel cap.")] = 64,
+) -> None:
+    """Sample a generator into a folder of PNGs plus a grid."""
+    from sketchgan.generate import generate_samples
+
+    try:
+        if checkpoint is None and not random_init:
+            raise SketchganError("generate: give --checkpoint PATH or --random-init")
+        written = generate_samples(
+            out=out,
+            checkpoint=checkpoint,
+            n=n,
+            seed=seed,
+            truncation=truncation,
+            device=device,
+            random_config=(
+                {"size": size, "style_dim": style_dim, "n_mlp": 8, "channel_max": channel_max}
+                if random_init
+                else None
+            ),
+        )
+    except SketchganError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {written} samples and grid.png to {out}")
+
+
+@app.command()
+def interpolate(
+    original: Annotated[Path, typer.Option(help="Original generator checkpoint.")],
+    finetuned: Annotated[Path, typer.Option(help="Fine-tuned generator checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("interpolation.png"),
+    steps: Annotated[int, typer.Option(min=2, help="Columns from original to fine-tuned.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the latent codes.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+) -> None:
+    """Interpolate between the original and the fine-tuned model (weight space and w space)."""
+    from sketchgan.generate import interpolate_models
+
+    try:
+        interpolate_models(original, finetuned, out, steps=steps, seed=seed, device=device)
+    except SketchganError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("import-sketches")
+def import_sketches_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder of your sketches (PNG/JPG/BMP/WebP).")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/sketches/images"),
+    size: Annotated[int, typer.Option(min=8, help="Model resolution.")] = 32,
+) -> None:
+    """Normalise hand-drawn sketches: grey, dark strokes on white, square, model size."""
+    from sketchgan.data.sketch_import import import_sketches
+
+    try:
+        written = import_sketches(src, out, size)
+    except SketchganError as exc:
+        _fail(exc)
+    typer.echo(f"imported {len(written)} sketches into {out}")
+
+
+@app.command()
+def fetch(
+    name: Annotated[str, typer.Argument(help="Known checkpoint name, URL or path.")],
+    cache_dir: Annotated[Path, typer.Option(help="Download cache.")] = Path("models/cache"),
+) -> None:
+    """Download a known checkpoint (SHA-256 checked, atomic) into the cache."""
+    from sketchgan.checkpoints import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(name, cache_dir)
+    except SketchganError as exc:
+        _fail(exc)
+    typer.echo(str(path))
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Bind address (loopback unless you mean it).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Browse the MLflow runs and registered models of this project."""
+    from sketchgan.runtime import load_params
+    from sketchgan.tracking import serve_ui
+
+    uri = None
+    if params.is_file():
+        uri = (load_params(params).get("tracking") or {}).get("uri")
+    try:
+        serve_ui(host=host, port=port, uri=uri)
+    except SketchganError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # stages/ lives at the repo root; make it importable when run from a checkout
+    root = os.environ.get("DVC_ROOT", os.getcwd())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    app()
+
+
+if __name__ == "__main__":
+    main()

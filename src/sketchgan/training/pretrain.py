@@ -1,0 +1,901 @@
+"""Pretraining on the embedded world: a small StyleGAN2 and a PhotoSketch-style contour network.
+
+The embedded default has no downloadable LSUN StyleGAN2 or PhotoSketch weights, so the pipeline
+trains its own on procedurally rendered scenes. Both trainers are sized for a CPU budget of a few
+minutes and write checkpoints in the same layout the fine-tuning stage reads for real weights.
+
+Generator recipe (StyleGAN2, Karras et al. 2020): non-saturating logistic loss, lazy R1 on reals
+every ``d_reg_every`` iterations, optional lazy path-length regularisation, style mixing, Adam with
+the lazy-regularisation correction of lr and betas, and an EMA generator whose decay follows a
+half-life counted in images (``ema_kimg``), ramped up early (``ema_rampup``) as StyleGAN2-ADA does
+so that the EMA is useful after only a few thousand images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sketchgan.errors import SketchganError
+from sketchgan.io import atomic_path, save_grid, save_torch
+from sketchgan.runtime import pick_device, seed_everything
+from sketchgan.training.state import (
+    capture_rng,
+    config_differences,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    tensor_fingerprint,
+)
+
+LogFn = Callable[[dict[str, float], int], None]
+"""Called as ``log_fn(metrics, step)``: the signature of ``mlflow.log_metrics``."""
+
+GENERATOR_FILE = "generator.pt"
+GENERATOR_STATE_FILE = "pretrain_state.pt"
+LOSSES_FILE = "losses.csv"
+SAMPLES_DIR = "samples"
+SKETCH_NET_FILE = "photosketch.pt"
+SKETCH_LOSSES_FILE = "photosketch_losses.csv"
+SKETCH_SAMPLES_FILE = "photosketch_samples.png"
+
+# Fields that may change between a run and its resumption without invalidating the state.
+_RESUME_FREE_FIELDS = {
+    "iterations",
+    "sample_every",
+    "checkpoint_every",
+    "log_every",
+    "n_sample",
+    "device",
+    "amp",
+    "time_limit_s",
+    "resume",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(where: str, name: str, message: str) -> SketchganError:
+    return SketchganError(f"params: '{where}.{name}' {message}")
+
+
+def _check_number(
+    cfg: Any,
+    where: str,
+    name: str,
+    kind: type,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+) -> None:
+    """Type and range check of one field; ints are accepted where floats are expected (YAML)."""
+    value = getattr(cfg, name)
+    accepted = (int, float) if kind is float else (kind,)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise _fail(where, name, f"must be {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise _fail(where, name, f"must be finite, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise _fail(where, name, f"must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise _fail(where, name, f"must be <= {maximum}, got {value!r}")
+
+
+def _check_bool(cfg: Any, where: str, name: str) -> None:
+    if not isinstance(getattr(cfg, name), bool):
+        raise _fail(where, name, f"must be true or false, got {getattr(cfg, name)!r}")
+
+
+def _check_device(cfg: Any, where: str) -> None:
+    device = cfg.device
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu") or device == "cuda" or device.startswith("cuda:")
+    ):
+        raise _fail(where, "device", f"must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build a config dataclass from a params section; unknown keys are typos, so reject them."""
+    if not isinstance(data, Mapping):
+        raise SketchganError(f"params: '{where}' must be a mapping")
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise _fail(
+                where, str(key), f"is not a known field (known: {', '.join(sorted(known))})"
+            )
+    return cls(**dict(data))
+
+
+@dataclass
+class GeneratorPretrainConfig:
+    """Every knob of the StyleGAN2 pretraining; errors name the field as ``pretrain.<field>``.
+
+    Defaults are the recommended embedded-world setting (32 px, about 4 CPU minutes on 2 cores).
+    """
+
+    size: int = 32
+    style_dim: int = 128
+    n_mlp: int = 8
+    channel_multiplier: int = 2
+    channel_max: int = 64
+    iterations: int = 1500
+    batch_size: int = 16
+    lr: float = 0.0025
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.99
+    r1_gamma: float = 0.05
+    d_reg_every: int = 16
+    path_reg_weight: float = 0.0
+    g_reg_every: int = 4
+    path_batch_shrink: int = 2
+    mixing_prob: float = 0.9
+    reuse_fakes: bool = True
+    ema_kimg: float = 2.5
+    ema_rampup: float = 0.05
+    xflip: bool = False
+    log_every: int = 25
+    sample_every: int = 250
+    checkpoint_every: int = 250
+    n_sample: int = 32
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    time_limit_s: float = 0.0
+    resume: bool = True
+
+    SECTION = "pretrain"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorPretrainConfig:
+        """Build from the ``pretrain`` section of params.yaml (missing keys take the defaults)."""
+        return _from_mapping(cls, data, cls.SECTION)
+
+    def validate(self) -> None:
+        """Reject settings that would crash deep inside training or silently do nothing."""
+        w = self.SECTION
+        _check_number(self, w, "size", int, minimum=8)
+        if self.size & (self.size - 1):
+            raise _fail(w, "size", f"must be a power of two, got {self.size}")
+        for name in ("style_dim", "n_mlp", "channel_multiplier", "channel_max", "iterations"):
+            _check_number(self, w, name, int, minimum=1)
+        _check_number(self, w, "batch_size", int, minimum=1)
+        if self.batch_size > 4 and self.batch_size % 4:
+            # The discriminator's minibatch-stddev layer groups samples by 4.
+            raise _fail(w, "batch_size", f"must be <= 4 or a multiple of 4, got {self.batch_size}")
+        _check_number(self, w, "lr", float, minimum=0, strict=True)
+        _check_number(self, w, "adam_beta1", float, minimum=0, maximum=0.999999)
+        _check_number(self, w, "adam_beta2", float, minimum=0, maximum=0.999999)
+        _check_number(self, w, "r1_gamma", float, minimum=0)
+        _check_number(self, w, "d_reg_every", int, minimum=1)
+        _check_number(self, w, "path_reg_weight", float, minimum=0)
+        _check_number(self, w, "g_reg_every", int, minimum=1)
+        _check_number(self, w, "path_batch_shrink", int, minimum=1)
+        if self.path_reg_weight > 0 and self.batch_size // self.path_batch_shrink < 1:
+            raise _fail(w, "path_batch_shrink", "leaves an empty path-length batch")
+        _check_number(self, w, "mixing_prob", float, minimum=0, maximum=1)
+        _check_number(self, w, "ema_kimg", float, minimum=0, strict=True)
+        _check_number(self, w, "ema_rampup", float, minimum=0)
+        for name in ("log_every", "n_sample"):
+            _check_number(self, w, name, int, minimum=1)
+        for name in ("sample_every", "checkpoint_every"):
+            _check_number(self, w, name, int, minimum=0)
+        _check_number(self, w, "seed", int, minimum=0)
+        _check_number(self, w, "time_limit_s", float, minimum=0)
+        for name in ("xflip", "reuse_fakes", "amp", "resume"):
+            _check_bool(self, w, name)
+        _check_device(self, w)
+
+    def model_config(self) -> dict[str, int]:
+        """The architecture block stored in ``generator.pt`` (what a loader needs to rebuild)."""
+        return {
+            "size": self.size,
+            "style_dim": self.style_dim,
+            "n_mlp": self.n_mlp,
+            "channel_multiplier": self.channel_multiplier,
+            "channel_max": self.channel_max,
+        }
+
+
+@dataclass
+class SketchNetConfig:
+    """Knobs of the contour-network training; errors name the field as ``pretrain_sketch.<field>``.
+
+    ``stroke_weight`` > 1 up-weights the L1 error on stroke pixels of the target: contours cover a
+    small fraction of the image, and plain L1 would otherwise be content with a white page early on.
+    """
+
+    input_nc: int = 3
+    output_nc: int = 1
+    ngf: int = 16
+    n_blocks: int = 9
+    iterations: int = 400
+    batch_size: int = 4
+    lr: float = 0.002
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    stroke_weight: float = 3.0
+    input_noise: float = 0.03
+    n_val: int = 16
+    log_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    time_limit_s: float = 0.0
+
+    SECTION = "pretrain_sketch"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SketchNetConfig:
+        """Build from the ``pretrain_sketch`` section of params.yaml."""
+        return _from_mapping(cls, data, cls.SECTION)
+
+    def validate(self) -> None:
+        w = self.SECTION
+        for name in ("input_nc", "output_nc", "ngf", "iterations", "batch_size", "log_every"):
+            _check_number(self, w, name, int, minimum=1)
+        _check_number(self, w, "n_blocks", int, minimum=0)
+        if self.batch_size < 2:
+            # Batch statistics of a single image make BatchNorm a per-image normaliser, which is
+            # not how the frozen net is used downstream (train mode, batches of several images).
+            raise _fail(w, "batch_size", "must be >= 2 (BatchNorm batch statistics), got 1")
+        _check_number(self, w, "lr", float, minimum=0, strict=True)
+        _check_number(self, w, "adam_beta1", float, minimum=0, maximum=0.999999)
+        _check_number(self, w, "adam_beta2", float, minimum=0, maximum=0.999999)
+        _check_number(self, w, "stroke_weight", float, minimum=0, strict=True)
+        _check_number(self, w, "input_noise", float, minimum=0)
+        _check_number(self, w, "n_val", int, minimum=0)
+        _check_number(self, w, "seed", int, minimum=0)
+        _check_number(self, w, "time_limit_s", float, minimum=0)
+        _check_device(self, w)
+
+    def model_config(self) -> dict[str, int]:
+        return {
+            "input_nc": self.input_nc,
+            "output_nc": self.output_nc,
+            "ngf": self.ngf,
+            "n_blocks": self.n_blocks,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks (public so fine-tuning and tests can reuse them)
+# --------------------------------------------------------------------------------------------
+
+
+def d_logistic_loss(real_pred: Tensor, fake_pred: Tensor) -> Tensor:
+    """Non-saturating logistic D loss: softplus(-D(x)) + softplus(D(G(z)))."""
+    return F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()
+
+
+def g_nonsaturating_loss(fake_pred: Tensor) -> Tensor:
+    """Non-saturating G loss softplus(-D(G(z))): strong gradients while D still wins easily."""
+    return F.softplus(-fake_pred).mean()
+
+
+def r1_penalty(discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared gradient norm of D at the reals (summed per sample, mean over the batch).
+
+    Returns the penalty and D's predictions, whose graph must stay in the loss so that every
+    parameter participates (DDP and some optimisers dislike parameters without gradient).
+    """
+    real = real.detach().requires_grad_(True)
+    pred = discriminator(real)
+    (grad,) = torch.autograd.grad(pred.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean(), pred
+
+
+def path_length_penalty(
+    fake: Tensor, latents: Tensor, mean_path_length: float, decay: float = 0.01
+) -> tuple[Tensor, float, float]:
+    """StyleGAN2 path-length regulariser: keeps |J_w^T y| close to its running mean.
+
+    Returns (penalty, updated running mean, mean path length of this batch).
+    """
+    noise = torch.randn_like(fake) / math.sqrt(fake.shape[2] * fake.shape[3])
+    (grad,) = torch.autograd.grad((fake * noise).sum(), latents, create_graph=True)
+    lengths = grad.pow(2).sum(2).mean(1).sqrt()
+    batch_mean = float(lengths.detach().mean())
+    new_mean = mean_path_length + decay * (batch_mean - mean_path_length)
+    return (lengths - new_mean).pow(2).mean(), new_mean, batch_mean
+
+
+def ema_beta(batch_size: int, ema_kimg: float, ema_rampup: float, cur_nimg: int) -> float:
+    """EMA decay per step from a half-life in images, ramped to a fraction of the images seen.
+
+    Without the ramp, a 10-kimg half-life (StyleGAN2) averages in the random initialisation for
+    most of a few-thousand-iteration CPU run.
+    """
+    ema_nimg = ema_kimg * 1000.0
+    if ema_rampup > 0:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * model for parameters; buffers are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p.detach(), 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+def mixing_noise(batch: int, style_dim: int, prob: float, device: torch.device) -> list[Tensor]:
+    """One or two latent batches: with probability ``prob`` two, so G mixes styles at a random
+    crossover layer (the generator picks the index), which decorrelates the per-layer styles."""
+    if prob > 0 and torch.rand(()).item() < prob:
+        return list(torch.randn(2, batch, style_dim, device=device).unbind(0))
+    return [torch.randn(batch, style_dim, device=device)]
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """Freeze the network not being updated: skips its weight gradients (about a third of the
+    backward cost on CPU)."""
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def adam_for(
+    params: Iterator[nn.Parameter] | list[nn.Parameter],
+    lr: float,
+    betas: tuple[float, float],
+    reg_every: int | None,
+) -> torch.optim.Adam:
+    """Adam with the lazy-regularisation correction (StyleGAN2 appendix B).
+
+    When a regulariser runs every k steps, c = k / (k + 1) of the optimiser steps are plain ones;
+    lr and betas are rescaled (lr * c, beta ** c) so the effective schedule matches eager
+    regularisation.
+    """
+    c = reg_every / (reg_every + 1) if reg_every else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c))
+
+
+def amp_context(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA only: no loss scaler needed, and the CPU path stays exact."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _elapsed_over(start: float, limit_s: float) -> bool:
+    return limit_s > 0 and time.perf_counter() - start > limit_s
+
+
+def _check_images(images: Tensor, channels: int, size: int | None, what: str) -> Tensor:
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != channels:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise SketchganError(f"{what}: expected a (N, {channels}, H, W) tensor, got {shape}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise SketchganError(
+            f"{what}: images are {tuple(images.shape[2:])}, expected ({size}, {size}) "
+            f"(pretrain.size)"
+        )
+    if images.shape[0] == 0:
+        raise SketchganError(f"{what}: no images")
+    if not torch.is_floating_point(images):
+        raise SketchganError(f"{what}: expected floats in [-1, 1], got {images.dtype}")
+    return images
+
+
+# --------------------------------------------------------------------------------------------
+# generator pretraining
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _GanState:
+    """Everything that changes during generator training (what a resume needs)."""
+
+    g: nn.Module
+    d: nn.Module
+    g_ema: nn.Module
+    g_optim: torch.optim.Optimizer
+    d_optim: torch.optim.Optimizer
+    iteration: int = 0
+    mean_path_length: float = 0.0
+    rows: list[dict[str, float]] | None = None
+
+
+def _build_gan(cfg: GeneratorPretrainConfig, device: torch.device) -> _GanState:
+    from sketchgan.models.stylegan2 import Discriminator, Generator
+
+    m = cfg.model_config()
+    g = Generator(
+        m["size"], m["style_dim"], m["n_mlp"], m["channel_multiplier"], m["channel_max"]
+    ).to(device)
+    d = Discriminator(m["size"], m["channel_multiplier"], m["channel_max"]).to(device)
+    g_ema = copy.deepcopy(g).eval()
+    set_requires_grad(g_ema, False)
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    g_reg = cfg.g_reg_every if cfg.path_reg_weight > 0 else None
+    g_optim = adam_for(list(g.parameters()), cfg.lr, betas, g_reg)
+    d_optim = adam_for(
+        list(d.parameters()), cfg.lr, betas, cfg.d_reg_every if cfg.r1_gamma else None
+    )
+    return _GanState(g, d, g_ema, g_optim, d_optim, rows=[])
+
+
+def _identity(cfg: GeneratorPretrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg).items() if k not in _RESUME_FREE_FIELDS}
+
+
+def _save_gan_state(
+    state: _GanState,
+    cfg: GeneratorPretrainConfig,
+    path: Path,
+    data_gen: torch.Generator,
+    data_id: str,
+) -> None:
+    save_checkpoint(
+        path,
+        {
+            "step": state.iteration,
+            "g": state.g.state_dict(),
+            "d": state.d.state_dict(),
+            "g_ema": state.g_ema.state_dict(),
+            "g_optim": state.g_optim.state_dict(),
+            "d_optim": state.d_optim.state_dict(),
+            "mean_path_length": state.mean_path_length,
+            "rows": state.rows or [],
+            "identity": _identity(cfg),
+            "data": data_id,
+            "rng": capture_rng({"data": data_gen}),
+        },
+    )
+
+
+def _try_resume(
+    state: _GanState,
+    cfg: GeneratorPretrainConfig,
+    path: Path,
+    data_gen: torch.Generator,
+    data_id: str,
+) -> bool:
+    """Load the periodic state if it belongs to the same run; another run starts fresh.
+
+    "Same run" means equal training settings (``iterations`` may grow, logging may change) and
+    the same images; the state then continues bit for bit (every RNG stream is restored).
+    """
+    if not cfg.resume:
+        return False
+    saved = load_checkpoint(path)
+    if saved is None or saved.get("data") != data_id:
+        return False
+    if config_differences(saved.get("identity", {}), _identity(cfg)):
+        return False
+    if int(saved["step"]) > cfg.iterations:
+        return False
+    state.g.load_state_dict(saved["g"])
+    state.d.load_state_dict(saved["d"])
+    state.g_ema.load_state_dict(saved["g_ema"])
+    state.g_optim.load_state_dict(saved["g_optim"])
+    state.d_optim.load_state_dict(saved["d_optim"])
+    state.iteration = int(saved["step"])
+    state.mean_path_length = float(saved["mean_path_length"])
+    state.rows = [dict(r) for r in saved["rows"]]
+    restore_rng(saved["rng"], {"data": data_gen})
+    return True
+
+
+def _sample_real(
+    images: Tensor, batch: int, xflip: bool, gen: torch.Generator, device: torch.device
+) -> Tensor:
+    idx = torch.randint(images.shape[0], (batch,), generator=gen)
+    real = images[idx.to(images.device)].to(device, non_blocking=True)
+    if xflip:
+        flip = (torch.rand(batch, generator=gen) < 0.5).to(device)
+        real = torch.where(flip[:, None, None, None], real.flip(3), real)
+    return real
+
+
+def _generate(
+    state: _GanState, cfg: GeneratorPretrainConfig, batch: int, device: torch.device, grad: bool
+) -> Tensor:
+    z = mixing_noise(batch, cfg.style_dim, cfg.mixing_prob, device)
+    with torch.set_grad_enabled(grad), amp_context(device, cfg.amp):
+        fake, _ = state.g(z)
+    return fake
+
+
+def _d_step(
+    state: _GanState,
+    cfg: GeneratorPretrainConfig,
+    real: Tensor,
+    fake: Tensor,
+    device: torch.device,
+) -> dict[str, float]:
+    d = state.d
+    set_requires_grad(d, True)
+    with amp_context(device, cfg.amp):
+        fake_pred = d(fake.detach())
+        real_pred = d(real)
+        loss = d_logistic_loss(real_pred.float(), fake_pred.float())
+    state.d_optim.zero_grad(set_to_none=True)
+    loss.backward()
+    state.d_optim.step()
+    out = {
+        "d_loss": float(loss.detach()),
+        "real_score": float(real_pred.detach().float().mean()),
+        "fake_score": float(fake_pred.detach().float().mean()),
+    }
+    if cfg.r1_gamma > 0 and state.iteration % cfg.d_reg_every == 0:
+        penalty, pred = r1_penalty(d, real)
+        reg = cfg.r1_gamma / 2 * penalty * cfg.d_reg_every + 0 * pred[0].sum()
+        state.d_optim.zero_grad(set_to_none=True)
+        reg.backward()
+        state.d_optim.step()
+        out["r1"] = float(penalty.detach())
+    return out
+
+
+def _g_step(
+    state: _GanState, cfg: GeneratorPretrainConfig, fake: Tensor, device: torch.device
+) -> dict[str, float]:
+    """G update on ``fake`` (with graph); D is frozen so only G's weights get gradients."""
+    g, d = state.g, state.d
+    batch = fake.shape[0]
+    set_requires_grad(d, False)
+    with amp_context(device, cfg.amp):
+        loss = g_nonsaturating_loss(d(fake).float())
+    state.g_optim.zero_grad(set_to_none=True)
+    loss.backward()
+    state.g_optim.step()
+    out = {"g_loss": float(loss.detach())}
+    if cfg.path_reg_weight > 0 and state.iteration % cfg.g_reg_every == 0:
+        path_batch = max(1, batch // cfg.path_batch_shrink)
+        z = mixing_noise(path_batch, cfg.style_dim, cfg.mixing_prob, device)
+        fake, latents = g(z, return_latents=True)
+        penalty, state.mean_path_length, length = path_length_penalty(
+            fake, latents, state.mean_path_length
+        )
+        reg = cfg.path_reg_weight * cfg.g_reg_every * penalty
+        state.g_optim.zero_grad(set_to_none=True)
+        reg.backward()
+        state.g_optim.step()
+        out["path_loss"] = float(penalty.detach())
+        out["path_length"] = length
+    return out
+
+
+def _train_step(
+    state: _GanState, cfg: GeneratorPretrainConfig, real: Tensor, device: torch.device
+) -> dict[str, float]:
+    """One D step (+ lazy R1) then one G step (+ lazy path length).
+
+    With ``reuse_fakes`` the G step back-propagates through the very batch the D step just saw
+    (generated once, with graph), saving a generator forward pass per iteration (~10% on CPU);
+    the reference draws a fresh batch for the G step, which ``reuse_fakes: false`` restores.
+    """
+    batch = real.shape[0]
+    if cfg.reuse_fakes:
+        fake = _generate(state, cfg, batch, device, grad=True)
+        metrics = _d_step(state, cfg, real, fake.detach(), device)
+    else:
+        metrics = _d_step(state, cfg, real, _generate(state, cfg, batch, device, False), device)
+        fake = _generate(state, cfg, batch, device, grad=True)
+    metrics.update(_g_step(state, cfg, fake, device))
+    return metrics
+
+
+@torch.no_grad()
+def _save_samples(g_ema: nn.Module, z: Tensor, path: Path) -> None:
+    """Fixed z and the stored noise buffers, so successive grids differ only by training."""
+    img, _ = g_ema([z], randomize_noise=False)
+    save_grid(img.float().cpu(), path, nrow=8)
+
+
+def _export_generator(state: _GanState, cfg: GeneratorPretrainConfig, path: Path) -> None:
+    def cpu(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v.detach().cpu() for k, v in sd.items()}
+
+    save_torch(
+        {
+            "g_ema": cpu(state.g_ema.state_dict()),
+            "g": cpu(state.g.state_dict()),
+            "d": cpu(state.d.state_dict()),
+            "config": cfg.model_config(),
+        },
+        path,
+    )
+
+
+def train_generator(
+    images: Tensor,
+    cfg: GeneratorPretrainConfig,
+    out_dir: str | Path,
+    log_fn: LogFn | None = None,
+) -> dict[str, Any]:
+    """Train a small StyleGAN2 on ``images`` (N, 3, size, size) in [-1, 1].
+
+    Writes into ``out_dir``: ``generator.pt`` (g_ema, g, d, config), ``losses.csv``,
+    ``samples/iter_NNNNNN.png`` every ``sample_every`` iterations plus the final one, and
+    ``pretrain_state.pt`` every ``checkpoint_every`` iterations; a later call with the same
+    training settings (iterations may grow) resumes from that state. Stops early, still writing
+    every output, once ``time_limit_s`` (if > 0) has passed. Returns a summary for tracking.
+    """
+    start = time.perf_counter()
+    _check_images(images, 3, cfg.size, "pretrain images")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg.seed)
+    data_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    sample_z = torch.randn(
+        cfg.n_sample, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed + 2)
+    )
+    sample_z = sample_z.to(device)
+    images = images.float().to(device) if device.type == "cuda" else images.float()
+
+    state = _build_gan(cfg, device)
+    state_path = out_dir / GENERATOR_STATE_FILE
+    data_id = tensor_fingerprint(images)
+    _try_resume(state, cfg, state_path, data_gen, data_id)
+    resumed_from = state.iteration
+
+    train_time = 0.0
+    stopped_early = False
+    last: dict[str, float] = {}
+    while state.iteration < cfg.iterations:
+        if _elapsed_over(start, cfg.time_limit_s):
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        state.g.train()
+        state.d.train()
+        real = _sample_real(images, cfg.batch_size, cfg.xflip, data_gen, device)
+        metrics = _train_step(state, cfg, real, device)
+        cur_nimg = (state.iteration + 1) * cfg.batch_size
+        beta = ema_beta(cfg.batch_size, cfg.ema_kimg, cfg.ema_rampup, cur_nimg)
+        update_ema(state.g_ema, state.g, beta)
+        state.iteration += 1
+        step_time = time.perf_counter() - t0
+        train_time += step_time
+        last = metrics
+
+        if state.iteration % cfg.log_every == 0 or state.iteration == cfg.iterations:
+            row = {
+                "iteration": state.iteration,
+                "kimg": cur_nimg / 1000.0,
+                "seconds": round(time.perf_counter() - start, 3),
+                "ms_per_iter": round(1000.0 * step_time, 2),
+                "ema_beta": beta,
+                **metrics,
+            }
+            row.setdefault("r1", float("nan"))
+            state.rows.append(row)
+            if log_fn is not None:
+                log_fn({k: float(v) for k, v in row.items() if k != "iteration"}, state.iteration)
+        if cfg.sample_every and state.iteration % cfg.sample_every == 0:
+            _save_samples(
+                state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{state.iteration:06d}.png"
+            )
+            _write_csv(out_dir / LOSSES_FILE, _uniform_rows(state.rows))
+        if cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0:
+            _save_gan_state(state, cfg, state_path, data_gen, data_id)
+
+    _save_samples(state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{state.iteration:06d}.png")
+    _save_samples(state.g_ema, sample_z, out_dir / "samples.png")
+    if cfg.checkpoint_every:
+        _save_gan_state(state, cfg, state_path, data_gen, data_id)
+    _write_csv(out_dir / LOSSES_FILE, _uniform_rows(state.rows))
+    _export_generator(state, cfg, out_dir / GENERATOR_FILE)
+
+    done = state.iteration - resumed_from
+    return {
+        "iterations": state.iteration,
+        "iterations_this_run": done,
+        "resumed_from": resumed_from,
+        "stopped_early": stopped_early,
+        "kimg": state.iteration * cfg.batch_size / 1000.0,
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_time,
+        "ms_per_iter": 1000.0 * train_time / done if done else float("nan"),
+        "device": str(device),
+        "final": last,
+        "generator_path": str(out_dir / GENERATOR_FILE),
+    }
+
+
+def _uniform_rows(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """CSV rows with the same columns (optional terms such as path_loss only appear sometimes)."""
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# sketch network
+# --------------------------------------------------------------------------------------------
+
+
+def contours_to_tensor(contours: Tensor | Any) -> Tensor:
+    """uint8 (N, H, W) or float (N, 1, H, W) contours -> float (N, 1, H, W) in [-1, 1]."""
+    x = torch.as_tensor(contours)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.dtype == torch.uint8:
+        x = x.float().div(127.5).sub(1)
+    return x.float()
+
+
+def _stroke_weighted_l1(pred: Tensor, target: Tensor, stroke_weight: float) -> Tensor:
+    """L1 with ``stroke_weight`` on target stroke pixels (target < 0, i.e. darker than mid-grey),
+    normalised by the total weight so the loss scale does not depend on stroke density."""
+    weight = 1.0 + (stroke_weight - 1.0) * (target < 0).float()
+    return ((pred - target).abs() * weight).sum() / weight.sum()
+
+
+@torch.no_grad()
+def _eval_l1_train_mode(net: nn.Module, x: Tensor, y: Tensor, batch: int) -> float:
+    """Validation the way the net is used downstream: train-mode BatchNorm, small batches.
+
+    The BatchNorm running statistics are restored afterwards, so validation leaves no trace.
+    """
+    if x.shape[0] == 0:
+        return float("nan")
+    saved = copy.deepcopy(net.state_dict())
+    net.train()
+    total, count = 0.0, 0
+    for i in range(0, x.shape[0] - batch + 1, batch):
+        pred = net(x[i : i + batch])
+        total += float((pred - y[i : i + batch]).abs().mean()) * pred.shape[0]
+        count += pred.shape[0]
+    net.load_state_dict(saved)
+    return total / count if count else float("nan")
+
+
+@torch.no_grad()
+def _save_sketch_grid(net: nn.Module, x: Tensor, y: Tensor, batch: int, path: Path) -> None:
+    """Rows of 8: inputs, targets, outputs (train mode, batches of ``batch``)."""
+    saved = copy.deepcopy(net.state_dict())
+    net.train()
+    n = min(8, x.shape[0]) // batch * batch or min(8, x.shape[0])
+    preds = torch.cat([net(x[i : i + batch]) for i in range(0, n, batch)])
+    net.load_state_dict(saved)
+    rows = [x[:n], y[:n].repeat(1, 3, 1, 1), preds.repeat(1, 3, 1, 1)]
+    save_grid(torch.cat(rows).float().cpu(), path, nrow=n)
+
+
+def train_sketch_net(
+    images: Tensor,
+    contours: Tensor | Any,
+    cfg: SketchNetConfig,
+    out_dir: str | Path,
+    log_fn: LogFn | None = None,
+) -> dict[str, Any]:
+    """Train the PhotoSketch ResNet generator on (scene, exact contour) pairs with a pure L1 loss.
+
+    ``images``: (N, 3, H, W) in [-1, 1]; ``contours``: uint8 (N, H, W) or float (N, 1, H, W),
+    dark strokes on white. No cGAN term: the world's contours are a deterministic function of the
+    scene (PhotoSketch needed the adversarial term for many diverging human drawings), and L1,
+    being median-seeking, already keeps thin strokes crisp within a one-minute CPU budget.
+    The last ``n_val`` pairs are held out and scored in train mode (BatchNorm batch statistics),
+    as the frozen net is run downstream. Writes ``photosketch.pt`` ({"state", "config"}),
+    ``photosketch_losses.csv`` and ``photosketch_samples.png``.
+    """
+    from sketchgan.models.photosketch import ResnetGenerator
+
+    start = time.perf_counter()
+    _check_images(images, cfg.input_nc, None, "sketch-net images")
+    y_all = contours_to_tensor(contours)
+    _check_images(y_all, cfg.output_nc, None, "sketch-net contours")
+    if y_all.shape[0] != images.shape[0] or y_all.shape[2:] != images.shape[2:]:
+        raise SketchganError(
+            f"sketch-net contours: shape {tuple(y_all.shape)} does not pair with images "
+            f"{tuple(images.shape)}"
+        )
+    n_val = min(cfg.n_val, images.shape[0] - cfg.batch_size)
+    n_val = max(0, n_val) // cfg.batch_size * cfg.batch_size
+    if images.shape[0] - n_val < cfg.batch_size:
+        raise SketchganError(
+            f"sketch-net images: {images.shape[0]} pairs, need at least pretrain_sketch.batch_size "
+            f"({cfg.batch_size})"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    data_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    x_all = images.float().to(device)
+    y_all = y_all.to(device)
+    n_train = x_all.shape[0] - n_val
+    x_train, y_train = x_all[:n_train], y_all[:n_train]
+    x_val, y_val = x_all[n_train:], y_all[n_train:]
+
+    net = ResnetGenerator(
+        input_nc=cfg.input_nc, output_nc=cfg.output_nc, ngf=cfg.ngf, n_blocks=cfg.n_blocks
+    ).to(device)
+    optim = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+    val_before = _eval_l1_train_mode(net, x_val, y_val, cfg.batch_size)
+
+    rows: list[dict[str, float]] = []
+    it, train_time, stopped_early, loss_val = 0, 0.0, False, float("nan")
+    while it < cfg.iterations:
+        if _elapsed_over(start, cfg.time_limit_s):
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        net.train()
+        idx = torch.randint(n_train, (cfg.batch_size,), generator=data_gen).to(device)
+        x, y = x_train[idx], y_train[idx]
+        if cfg.input_noise > 0:
+            # Generated images are noisier than renders; a little noise keeps the net from
+            # drawing contours on GAN speckle.
+            x = x + cfg.input_noise * torch.randn_like(x)
+        loss = _stroke_weighted_l1(net(x), y, cfg.stroke_weight)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        it += 1
+        train_time += time.perf_counter() - t0
+        loss_val = float(loss.detach())
+        if it % cfg.log_every == 0 or it == cfg.iterations:
+            row = {
+                "iteration": it,
+                "seconds": round(time.perf_counter() - start, 3),
+                "loss": loss_val,
+            }
+            rows.append(row)
+            if log_fn is not None:
+                log_fn({"sketch_loss": loss_val}, it)
+
+    val_after = _eval_l1_train_mode(net, x_val, y_val, cfg.batch_size)
+    if rows:
+        rows[-1]["val_l1"] = val_after
+    _write_csv(out_dir / SKETCH_LOSSES_FILE, _uniform_rows(rows))
+    shown_x, shown_y = (x_val, y_val) if n_val else (x_train, y_train)
+    _save_sketch_grid(net, shown_x, shown_y, cfg.batch_size, out_dir / SKETCH_SAMPLES_FILE)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    save_torch({"state": state, "config": cfg.model_config()}, out_dir / SKETCH_NET_FILE)
+    if log_fn is not None and n_val:
+        log_fn({"sketch_val_l1": val_after}, it)
+    return {
+        "iterations": it,
+        "stopped_early": stopped_early,
+        "seconds": time.perf_counter() - start,
+        "ms_per_iter": 1000.0 * train_time / it if it else float("nan"),
+        "final_loss": loss_val,
+        "val_l1_before": val_before,
+        "val_l1_after": val_after,
+        "n_val": n_val,
+        "device": str(device),
+        "sketch_net_path": str(out_dir / SKETCH_NET_FILE),
+    }

@@ -1,0 +1,183 @@
+"""DVC stage `pretrain`: the frozen/pretrained networks -> models/pretrained/.
+
+Published checkpoints named in ``checkpoints`` are fetched and verified; for the embedded default
+the generator (StyleGAN2), the image->sketch net (PhotoSketch architecture) and the world
+evaluator are trained here on data/pretrain.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sketchgan import tracking
+from sketchgan.checkpoints import (
+    known_checkpoints,
+    load_discriminator,
+    load_generator,
+    load_sketch_net,
+    resolve_checkpoint,
+    save_generator_checkpoint,
+    save_sketch_checkpoint,
+)
+from sketchgan.errors import SketchganError
+from sketchgan.evaluation.evaluator import save_evaluator, train_evaluator
+from sketchgan.evaluation.sampling import generate_images
+from sketchgan.evaluation.sketching import sketch_images
+from sketchgan.io import load_image_folder, save_grid
+from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.runtime import repo_root, section
+from sketchgan.training.finetune import load_finetuned_generator
+from sketchgan.training.pretrain import (
+    GeneratorPretrainConfig,
+    SketchNetConfig,
+    train_generator,
+    train_sketch_net,
+)
+
+OUT = Path("models/pretrained")
+WORK = Path("outputs/pretrain")
+FIGURES = Path("reports/figures")
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    root = repo_root()
+    ckpts = params.get("checkpoints") or {}
+    sections = ("checkpoints", "prepare", "pretrain", "pretrain_sketch", "evaluator")
+    with tracked_stage("pretrain", params, sections) as summary:
+        (root / OUT).mkdir(parents=True, exist_ok=True)
+        if ckpts.get("generator"):
+            summary["generator"] = _import_generator(ckpts, root)
+        else:
+            summary["generator"] = _train_generator(params, root)
+        if ckpts.get("photosketch"):
+            summary["photosketch"] = _import_sketch_net(ckpts, root)
+        else:
+            summary["photosketch"] = _train_sketch_net(params, root)
+        if not (params.get("prepare") or {}).get("real_images"):
+            summary["evaluator"] = _train_evaluator(params, root)
+        _figures(root, device_of(params), int(params.get("seed", 0)))
+        _log_models(root, bool((params.get("tracking") or {}).get("register_models", True)))
+    return summary
+
+
+def _with_run_settings(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return {**cfg, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
+
+
+def _train_generator(params: dict[str, Any], root: Path) -> dict[str, Any]:
+    size = section(params, "prepare").get("size")
+    cfg = GeneratorPretrainConfig.from_dict(
+        {**_with_run_settings(section(params, "pretrain"), params), "size": size}
+    )
+    images = load_image_folder(root / "data/pretrain/images", "RGB")
+    info = train_generator(images, cfg, root / WORK, log_fn=_log)
+    shutil.copyfile(root / WORK / "generator.pt", root / OUT / "generator.pt")
+    tracking.log_artifact(root / WORK / "losses.csv")
+    return _scalars(info)
+
+
+def _train_sketch_net(params: dict[str, Any], root: Path) -> dict[str, Any]:
+    cfg = SketchNetConfig.from_dict(_with_run_settings(section(params, "pretrain_sketch"), params))
+    images = load_image_folder(root / "data/pretrain/images", "RGB")
+    contours = load_image_folder(root / "data/pretrain/contours", "L")
+    info = train_sketch_net(images, contours, cfg, root / WORK, log_fn=_log)
+    shutil.copyfile(root / WORK / "photosketch.pt", root / OUT / "photosketch.pt")
+    return _scalars(info)
+
+
+def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
+    cfg = section(params, "evaluator")
+    size = int(section(params, "prepare").get("size"))
+    model, info = train_evaluator(
+        size=size,
+        n_train=int(cfg.get("n_train", 10000)),
+        iters=int(cfg.get("iters", 1000)),
+        batch=int(cfg.get("batch", 64)),
+        width=int(cfg.get("width", 16)),
+        seed=int(params.get("seed", 0)) + 7,
+        device=device_of(params),
+    )
+    save_evaluator(model, root / OUT / "evaluator.pt")
+    return _scalars(info)
+
+
+def _import_generator(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Fetch a published generator (+ its discriminator) and store it in our layout."""
+    cache = root / str(ckpts.get("cache_dir", "models/cache"))
+    name = str(ckpts["generator"])
+    entry = known_checkpoints().get(name, {})
+    config = entry.get("config")
+    g_path = resolve_checkpoint(name, cache)
+    g_ema, cfg = load_generator(g_path, "cpu", config=config)
+    d_name = ckpts.get("discriminator") or (
+        f"{name}-d" if f"{name}-d" in known_checkpoints() else None
+    )
+    if d_name is None:
+        raise SketchganError(
+            "params: 'checkpoints.discriminator' is needed with a custom generator checkpoint "
+            "(both discriminators are initialised from it)"
+        )
+    d_entry = known_checkpoints().get(str(d_name), {})
+    d_path = resolve_checkpoint(str(d_name), cache)
+    try:
+        d, _ = load_discriminator(d_path, "cpu", config=d_entry.get("config"))
+    except SketchganError:
+        d, _ = load_discriminator(g_path, "cpu", config=d_entry.get("config") or cfg)
+    save_generator_checkpoint(root / OUT / "generator.pt", g_ema, g=g_ema, d=d, config=cfg)
+    return {"source": name, "size": cfg["size"]}
+
+
+def _import_sketch_net(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
+    cache = root / str(ckpts.get("cache_dir", "models/cache"))
+    name = str(ckpts["photosketch"])
+    entry = known_checkpoints().get(name, {})
+    path = resolve_checkpoint(name, cache)
+    net, cfg = load_sketch_net(path, "cpu", config=entry.get("config"))
+    save_sketch_checkpoint(root / OUT / "photosketch.pt", net, cfg)
+    return {"source": name}
+
+
+def _figures(root: Path, device: torch.device, seed: int) -> None:
+    """Samples of the pretrained generator and their sketches, whichever way both were obtained."""
+    gen = load_finetuned_generator(root / OUT / "generator.pt", device)
+    net, _ = load_sketch_net(root / OUT / "photosketch.pt", device)
+    images = generate_images(gen, range(32), seed, truncation=1.0, device=device)
+    sketches = sketch_images(net, images, batch=16, mode="eval")
+    save_grid(images, root / FIGURES / "pretrain_samples.png", nrow=8)
+    pairs = torch.stack([images[:16], sketches[:16].repeat(1, 3, 1, 1)], 1).flatten(0, 1)
+    save_grid(pairs, root / FIGURES / "photosketch_samples.png", nrow=8)
+    tracking.log_artifact(root / FIGURES / "pretrain_samples.png", "samples")
+    tracking.log_artifact(root / FIGURES / "photosketch_samples.png", "samples")
+    (root / WORK).mkdir(parents=True, exist_ok=True)
+
+
+def _log(step: int, metrics: dict[str, float]) -> None:
+    if isinstance(step, dict):  # TODO(lead): pretrain.py still calls log_fn(metrics, step)
+        step, metrics = metrics, step
+    tracking.log_step_metrics(metrics, step)
+
+
+def _log_models(root: Path, register: bool) -> None:
+    g, cfg = load_generator(root / OUT / "generator.pt", "cpu")
+    tracking.log_model(
+        g, "pretrained-generator", register=register, state_dict_extra={"config": cfg}
+    )
+    net, scfg = load_sketch_net(root / OUT / "photosketch.pt", "cpu")
+    tracking.log_model(net, "photosketch", register=register, state_dict_extra={"config": scfg})
+
+
+def _scalars(info: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, bool | str):
+            out[k] = v
+        elif isinstance(v, int | float | np.floating | np.integer):
+            out[k] = float(v) if isinstance(v, float | np.floating) else int(v)
+        elif isinstance(v, torch.Tensor) and v.numel() == 1:
+            out[k] = float(v)
+    return out

@@ -1,0 +1,154 @@
+"""DVC stage `train`: GANSketching fine-tuning -> models/finetuned/ + outputs/train/.
+
+The resumable state lives in ``outputs/train_runs/<key>/``, keyed by everything that defines
+the run except its length, so a killed `train` resumes while a changed parameter (an ablation
+via ``dvc exp run -S``) starts a fresh run instead of being refused. Both the best-FID and the
+last checkpoint are kept: the paper reports the best-FID iteration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sketchgan import tracking
+from sketchgan.evaluation.evaluator import load_evaluator
+from sketchgan.evaluation.features import extract_features, select_extractor
+from sketchgan.evaluation.metrics import fid_from_features
+from sketchgan.evaluation.sampling import generate_images
+from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
+from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.runtime import repo_root, section
+from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+
+PRETRAINED = Path("models/pretrained")
+OUT_MODEL = Path("models/finetuned")
+OUT_TRAIN = Path("outputs/train")
+RUNS = Path("outputs/train_runs")
+EVAL_SEED = 7_000_001
+LENGTH_FIELDS = ("iters", "checkpoint_every", "sample_every", "eval_every", "log_every")
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    root = repo_root()
+    raw = dict(section(params, "train"))
+    eval_samples = int(raw.pop("eval_samples", 500))
+    cfg = FinetuneConfig.from_dict(
+        {**raw, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
+    )
+    run_dir = root / RUNS / _run_key(cfg, root)
+    with tracked_stage("train", params, ("train",)) as summary:
+        sketches = load_image_folder(root / "data/sketches/images", "L")
+        reg = load_image_folder(root / "data/image_reg/images", "RGB") if cfg.l_image > 0 else None
+        eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
+        result = finetune(
+            cfg,
+            root / PRETRAINED / "generator.pt",
+            root / PRETRAINED / "photosketch.pt",
+            sketches,
+            reg,
+            run_dir,
+            log_fn=lambda step, m: tracking.log_step_metrics(m, step),
+            eval_fn=eval_fn,
+        )
+        _publish(run_dir, result, root)
+        gen = load_finetuned_generator(root / OUT_MODEL / "generator.pt", "cpu")
+        register = bool((params.get("tracking") or {}).get("register_models", True))
+        tracking.log_model(gen, "finetuned-generator", register=register)
+        tracking.log_artifact(root / OUT_TRAIN / "losses.csv")
+        summary.update(
+            steps=result.steps,
+            best_step=result.best_step,
+            best_fid=result.best_score,
+            resumed_from=result.resumed_from,
+            ms_per_iter=round(result.ms_per_iter, 2),
+            device=result.device,
+            run_dir=str(run_dir.relative_to(root)),
+        )
+        run = tracking._active_run()  # noqa: SLF001 - the evaluate stage logs into this run
+        if run is not None:
+            write_json(root / OUT_MODEL / "mlflow_run.json", {"run_id": run.info.run_id})
+    return summary
+
+
+def _run_key(cfg: FinetuneConfig, root: Path) -> str:
+    """Hash of the settings and inputs that define the run (not its length)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
+    inputs = [
+        sha256_file(root / PRETRAINED / "generator.pt"),
+        sha256_file(root / PRETRAINED / "photosketch.pt"),
+    ]
+    blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _fid_eval_fn(params: dict[str, Any], root: Path, n: int, run_dir: Path):
+    """FID of ``n`` fixed samples against the eval set, on the evaluation features.
+
+    Each value is appended to ``fid_history.csv`` in the run folder, so the curve survives a
+    resume (a step evaluated twice keeps its last value when published).
+    """
+    device = device_of(params)
+    evaluator_path = root / PRETRAINED / "evaluator.pt"
+    evaluator = load_evaluator(evaluator_path, device) if evaluator_path.is_file() else None
+    kind = str((params.get("evaluate") or {}).get("features", "auto"))
+    extractor = select_extractor(kind, device, evaluator=evaluator)
+    ref = extract_features(root / "data/eval/images", extractor)
+    seed = int(params.get("seed", 0)) + EVAL_SEED
+
+    def eval_fn(step: int, gen: torch.nn.Module) -> float:
+        was_training = gen.training
+        gen.eval()
+        images = torch.cat(
+            [
+                generate_images(gen, range(i, min(i + 100, n)), seed, device=device)
+                for i in range(0, n, 100)
+            ]
+        )
+        gen.train(was_training)
+        fid = fid_from_features(extract_features(images, extractor), ref)
+        tracking.log_step_metrics({"fid_eval": fid}, step)
+        history = run_dir / "fid_history.csv"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not history.exists():
+            history.write_text("step,fid\n")
+        with history.open("a") as f:
+            f.write(f"{step},{fid:.6f}\n")
+        return fid
+
+    return eval_fn
+
+
+def _publish(run_dir: Path, result: Any, root: Path) -> None:
+    """Copy the run's products into the stage's DVC outputs (atomically, folder by folder)."""
+    with atomic_dir(root / OUT_MODEL) as tmp:
+        best = result.best_path or result.last_path
+        shutil.copyfile(best, tmp / "generator.pt")
+        shutil.copyfile(result.last_path, tmp / "generator_last.pt")
+        write_json(
+            tmp / "selection.json",
+            {
+                "best_step": result.best_step,
+                "best_fid": result.best_score,
+                "last_step": result.steps,
+            },
+        )
+    with atomic_dir(root / OUT_TRAIN) as tmp:
+        shutil.copyfile(run_dir / "losses.csv", tmp / "losses.csv")
+        if (run_dir / "fid_history.csv").is_file():
+            _dedupe_history(run_dir / "fid_history.csv", tmp / "fid_history.csv")
+        if (run_dir / "samples").is_dir():
+            shutil.copytree(run_dir / "samples", tmp / "samples")
+
+
+def _dedupe_history(src: Path, dst: Path) -> None:
+    rows: dict[int, str] = {}
+    for line in src.read_text().splitlines()[1:]:
+        step, fid = line.split(",")
+        rows[int(step)] = fid
+    dst.write_text("step,fid\n" + "".join(f"{k},{rows[k]}\n" for k in sorted(rows)))
