@@ -1,10 +1,11 @@
 """Benchmark formulations of the StyleGAN2 generator (forward + backward, ms per iteration).
 
 Compares, on the same weights, the modulated-convolution forms (per-sample grouped conv as in
-the reference port vs. batched modulate/conv/demodulate), the up-sampling forms (transposed conv
-+ blur vs. zero-insert + blur + 3x3 conv) and channels_last. Each variant is first checked
-against the reference form (grouped conv, transposed up-sampling) on fixed noise; a variant that
-disagrees is reported as wrong rather than fast.
+the reference port vs. batched modulate/conv/demodulate), the StyledConv epilogue (separate
+demodulate/noise/bias/activation ops vs. the fused two-pass form), the up-sampling forms
+(transposed conv + blur vs. zero-insert + blur + 3x3 conv) and channels_last. Each variant is
+first checked against the reference form on fixed noise; a variant that disagrees is reported as
+wrong rather than fast.
 
     python reports/bench_generator.py --size 32 --batch 4 --iters 5
     python reports/bench_generator.py --size 256 --batch 4 --iters 2 --warmup 1
@@ -24,17 +25,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sketchgan.models.stylegan2 import Generator, ModulatedConv2d, set_fused_modconv
+from sketchgan.models.stylegan2 import (
+    Generator,
+    ModulatedConv2d,
+    StyledConv,
+    set_fused_modconv,
+)
 
 
-def _zero_insert_batched(self: ModulatedConv2d, x: Tensor, weight: Tensor, s: Tensor) -> Tensor:
+def _zero_insert_batched(
+    self: ModulatedConv2d, x: Tensor, weight: Tensor, s: Tensor
+) -> tuple[Tensor, Tensor]:
     """Batched modconv whose 2x up-sampling filters first, then runs a 3x3 conv at 2H."""
     n, c = x.shape[:2]
     x = x * s.to(x.dtype).reshape(n, c, 1, 1)
     kernel = self.blur.kernel.to(x.dtype)[None, None].expand(c, 1, 4, 4)
     up = F.conv_transpose2d(x, kernel, stride=2, groups=c)  # zero insert + blur, 2H + 2 px
     out = F.conv2d(up, weight.flip([2, 3]).to(x.dtype))  # true convolution, as the transpose
-    return out * self._demod(weight, s).to(out.dtype).reshape(n, -1, 1, 1)
+    return out, self._demod(weight, s)
 
 
 def _use_zero_insert(g: nn.Module) -> None:
@@ -50,13 +58,22 @@ def _channels_last(g: nn.Module) -> None:
             t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
+def _unfused_epilogue(g: nn.Module) -> None:
+    """Demodulate, add noise, add bias, leaky ReLU, gain: one element-wise op each."""
+    for m in g.modules():
+        if isinstance(m, StyledConv):
+            m.fused_epilogue = False
+
+
+REFERENCE = "grouped + unfused epilogue (reference form)"
 VARIANTS: dict[str, tuple[bool, list[Callable[[nn.Module], None]]]] = {
-    # name: (fused/grouped modconv, extra modifications)
-    "grouped (reference)": (True, []),
-    "batched (default)": (False, []),
-    "batched + zero-insert up": (False, [_use_zero_insert]),
-    "batched + channels_last": (False, [_channels_last]),
-    "grouped + channels_last": (True, [_channels_last]),
+    # name: (grouped per-sample-weight modconv?, extra modifications)
+    REFERENCE: (True, [_unfused_epilogue]),
+    "grouped + fused epilogue": (True, []),
+    "batched + unfused epilogue": (False, [_unfused_epilogue]),
+    "batched + fused epilogue (default)": (False, []),
+    "default + zero-insert up": (False, [_use_zero_insert]),
+    "default + channels_last": (False, [_channels_last]),
 }
 
 
@@ -115,7 +132,7 @@ def main() -> None:
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
 
     with torch.no_grad():
-        ref = build_variant(base, "grouped (reference)")([z], randomize_noise=False)[0]
+        ref = build_variant(base, REFERENCE)([z], randomize_noise=False)[0]
     models, diffs = {}, {}
     for name in names:
         g = build_variant(base, name)

@@ -61,7 +61,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_sbir(params: dict[str, Any], cfg: dict[str, Any], root: Path, device) -> Any:
-    files = list_images(root / "data/pretrain/images")[:SBIR_TRAIN_PAIRS]
+    # real-data settings have no pretrain set: train on the real regularisation images
+    source = root / "data/pretrain/images"
+    if not any(source.glob("*.png")):
+        source = root / "data/image_reg/images"
+    files = list_images(source)[:SBIR_TRAIN_PAIRS]
     images = load_image_files(files, "RGB")
     net, _ = load_sketch_net(root / "models/pretrained/photosketch.pt", device)
     sketches = sketch_images(net, images, batch=16, mode="eval")

@@ -17,7 +17,8 @@ CONTACT_SHEET = Path("reports/figures/contact_sheet.png")
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     cfg = section(params, "prepare")
-    target = TargetSpec.from_dict(cfg.get("target"), where="prepare.target")
+    raw_target = cfg.get("target")
+    target = None if raw_target is None else TargetSpec.from_dict(raw_target, "prepare.target")
     root = repo_root()
     with tracked_stage("prepare", params, ("prepare",)) as summary:
         result = prepare_data(
@@ -31,6 +32,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             seed=params.get("seed", 0),
             user_sketches=cfg.get("user_sketches"),
             real_images=cfg.get("real_images"),
+            eval_images=cfg.get("eval_images"),
         )
         contact_sheet(root / DATA, root / CONTACT_SHEET)
         summary.update(result)

@@ -107,27 +107,30 @@ def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def _import_generator(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Fetch a published generator (+ its discriminator) and store it in our layout."""
+    """Fetch a published generator (+ its discriminator) and store it in our layout.
+
+    Both discriminators of the method start from the pretrained D: rosinality-style files carry
+    it under ``d``; GANSketching publishes it as a separate netD.pth (registry ``<name>-d`` or
+    ``checkpoints.discriminator``).
+    """
     cache = root / str(ckpts.get("cache_dir", "models/cache"))
+    registry = known_checkpoints()
     name = str(ckpts["generator"])
-    entry = known_checkpoints().get(name, {})
-    config = entry.get("config")
     g_path = resolve_checkpoint(name, cache)
-    g_ema, cfg = load_generator(g_path, "cpu", config=config)
-    d_name = ckpts.get("discriminator") or (
-        f"{name}-d" if f"{name}-d" in known_checkpoints() else None
-    )
-    if d_name is None:
-        raise SketchganError(
-            "params: 'checkpoints.discriminator' is needed with a custom generator checkpoint "
-            "(both discriminators are initialised from it)"
-        )
-    d_entry = known_checkpoints().get(str(d_name), {})
-    d_path = resolve_checkpoint(str(d_name), cache)
-    try:
-        d, _ = load_discriminator(d_path, "cpu", config=d_entry.get("config"))
-    except SketchganError:
-        d, _ = load_discriminator(g_path, "cpu", config=d_entry.get("config") or cfg)
+    g_ema, cfg = load_generator(g_path, "cpu", config=registry.get(name, {}).get("config"))
+    d_cfg = {k: cfg[k] for k in ("size", "channel_multiplier", "channel_max")}
+    d_name = ckpts.get("discriminator") or (f"{name}-d" if f"{name}-d" in registry else None)
+    if d_name is not None:
+        d_path = resolve_checkpoint(str(d_name), cache)
+        d, _ = load_discriminator(d_path, "cpu", config=d_cfg)
+    else:
+        try:
+            d, _ = load_discriminator(g_path, "cpu", config=d_cfg)
+        except SketchganError as exc:
+            raise SketchganError(
+                f"params: 'checkpoints.discriminator' is needed: {g_path} holds no discriminator "
+                "(both discriminators are initialised from it)"
+            ) from exc
     save_generator_checkpoint(root / OUT / "generator.pt", g_ema, g=g_ema, d=d, config=cfg)
     return {"source": name, "size": cfg["size"]}
 

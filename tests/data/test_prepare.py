@@ -127,9 +127,16 @@ def test_user_sketches_and_real_images_are_imported(tmp_path):
     for i in range(5):
         Image.new("RGB", (40, 30), (50 * i, 100, 200)).save(photos / f"p{i}.jpg")
     summary = prepare_data(
-        tmp_path / "data", **{**SMALL, "n_image_reg": 4}, user_sketches=sketches, real_images=photos
+        tmp_path / "data",
+        **{**SMALL, "n_image_reg": 4, "n_eval": 2},
+        user_sketches=sketches,
+        real_images=photos,
+        eval_images=photos,
     )
     assert summary["counts"]["sketches"] == 3 and summary["counts"]["image_reg"] == 4
+    assert summary["counts"]["eval"] == 2 and summary["sources"]["eval"] == str(photos)
+    ev = read_manifest(tmp_path / "data" / "eval")
+    assert [p.rsplit("/", 1)[-1] for p in ev["source"]] == ["p0.jpg", "p1.jpg"]
     frame = read_manifest(tmp_path / "data" / "sketches")
     assert [p.rsplit("/", 1)[-1] for p in frame["source"]] == ["s0.png", "s1.png", "s2.png"]
     reg = read_manifest(tmp_path / "data" / "image_reg")

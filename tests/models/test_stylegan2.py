@@ -14,6 +14,7 @@ from sketchgan.models.stylegan2 import (
     Discriminator,
     Generator,
     ModulatedConv2d,
+    StyledConv,
     make_kernel,
     set_fused_modconv,
     upsample2d,
@@ -149,6 +150,30 @@ def test_modconv_forms_agree_and_pass_gradcheck(upsample):
     for fused in (False, True):
         conv.fused = fused
         assert torch.autograd.gradcheck(lambda a, b: conv(a, b), (x, s), fast_mode=True)
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+def test_styled_conv_fused_epilogue_matches_plain_ops(upsample):
+    """The fused epilogue = demodulate, add noise, add bias, leaky ReLU, gain (step by step)."""
+    torch.manual_seed(0)
+    layer = StyledConv(2, 3, 3, 4, upsample=upsample).double()
+    with torch.no_grad():
+        layer.noise.weight.fill_(0.7)
+        layer.activate.bias.normal_()
+    x = torch.randn(2, 2, 4, 4, dtype=torch.double, requires_grad=True)
+    style = torch.randn(2, 4, dtype=torch.double, requires_grad=True)
+    side = 8 if upsample else 4
+    noise = torch.randn(2, 1, side, side, dtype=torch.double)
+    plain = (
+        F.leaky_relu(layer.conv(x, style) + 0.7 * noise + layer.activate.bias.view(1, 3, 1, 1), 0.2)
+        * 2**0.5
+    )
+    for fused_modconv in (False, True):
+        layer.conv.fused = fused_modconv
+        assert torch.allclose(layer(x, style, noise), plain, atol=1e-10)
+        assert torch.autograd.gradgradcheck(
+            lambda a, b: layer(a, b, noise), (x, style), fast_mode=True
+        )
 
 
 def test_generator_gradients_reach_every_parameter():

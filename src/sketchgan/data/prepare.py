@@ -182,10 +182,11 @@ def prepare_data(
     n_image_reg: int,
     n_eval: int,
     n_sketches: int,
-    target: TargetSpec,
+    target: TargetSpec | None,
     seed: int,
     user_sketches: Path | None = None,
     real_images: Path | None = None,
+    eval_images: Path | None = None,
     *,
     where: str = "prepare",
 ) -> dict[str, Any]:
@@ -193,7 +194,9 @@ def prepare_data(
 
     ``user_sketches`` replaces the synthetic sketches (``n_sketches`` is then ignored: every
     sketch of the folder is used). ``real_images`` replaces the synthetic image_reg set, taking at
-    most ``n_image_reg`` photos. ``where`` prefixes parameter names in error messages.
+    most ``n_image_reg`` photos; ``eval_images`` (e.g. the authors' curated LSUN subset of the
+    sketched pose) replaces the synthetic eval set, taking at most ``n_eval`` photos. ``where``
+    prefixes parameter names in error messages.
     """
     size = _count(size, "size", where, minimum=8)
     counts = {
@@ -203,10 +206,16 @@ def prepare_data(
         "sketches": _count(n_sketches, "n_sketches", where, minimum=0 if user_sketches else 1),
     }
     seed = _count(seed, "seed", where)
-    if not isinstance(target, TargetSpec):
-        raise SketchganError(f"params: '{where}.target' must be a TargetSpec (use from_dict)")
     sketch_dir = _source_folder(user_sketches, "user_sketches", where)
     photo_dir = _source_folder(real_images, "real_images", where)
+    eval_dir = _source_folder(eval_images, "eval_images", where)
+    if target is None and (sketch_dir is None or eval_dir is None):
+        raise SketchganError(
+            f"params: '{where}.target' is needed unless both '{where}.user_sketches' and "
+            f"'{where}.eval_images' are given"
+        )
+    if target is not None and not isinstance(target, TargetSpec):
+        raise SketchganError(f"params: '{where}.target' must be a TargetSpec (use from_dict)")
     out_root = Path(out_root)
     seconds: dict[str, float] = {}
     manifests: dict[str, pd.DataFrame] = {}
@@ -216,7 +225,7 @@ def prepare_data(
         for name in SETS:
             t0 = time.perf_counter()
             manifests[name] = _build_set(
-                name, tmp[name], size, counts, target, seed, sketch_dir, photo_dir
+                name, tmp[name], size, counts, target, seed, sketch_dir, photo_dir, eval_dir
             )
             _write_manifest(tmp[name], manifests[name])
             seconds[name] = round(time.perf_counter() - t0, 3)
@@ -225,7 +234,11 @@ def prepare_data(
     seconds["replace"] = round(time.perf_counter() - t_commit, 3)
     seconds["total"] = round(time.perf_counter() - t_all, 3)
     pretrain = manifests["pretrain"]
-    fraction = float(matches_target(pretrain, target).mean()) if len(pretrain) else float("nan")
+    fraction = (
+        float(matches_target(pretrain, target).mean())
+        if len(pretrain) and target is not None
+        else float("nan")
+    )
     return {
         "size": size,
         "seed": seed,
@@ -234,14 +247,19 @@ def prepare_data(
         "sources": {
             "sketches": str(sketch_dir) if sketch_dir else "synthetic",
             "image_reg": str(photo_dir) if photo_dir else "synthetic",
+            "eval": str(eval_dir) if eval_dir else "synthetic",
         },
-        "target": target.to_dict(),
+        "target": target.to_dict() if target is not None else None,
         "target_fraction_in_pretrain": fraction,
     }
 
 
-def _build_set(name, set_dir, size, counts, target, seed, sketch_dir, photo_dir) -> pd.DataFrame:
+def _build_set(
+    name, set_dir, size, counts, target, seed, sketch_dir, photo_dir, eval_dir=None
+) -> pd.DataFrame:
     """One set into its temporary folder; user folders take the place of synthetic data."""
+    if name == "eval" and eval_dir is not None:
+        return _build_imported(set_dir, name, iter_photos(eval_dir, size, counts[name]))
     if name == "pretrain":
         attrs = sample_attributes(counts[name], set_rng(seed, name))
         return _build_world_set(set_dir, name, attrs, size, contours=True)
