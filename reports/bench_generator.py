@@ -30,6 +30,7 @@ from sketchgan.models.stylegan2 import (
     ModulatedConv2d,
     StyledConv,
     set_fused_modconv,
+    use_channels_last,
 )
 
 
@@ -51,13 +52,6 @@ def _use_zero_insert(g: nn.Module) -> None:
             m._forward_batched = types.MethodType(_zero_insert_batched, m)
 
 
-def _channels_last(g: nn.Module) -> None:
-    """NHWC activations: the 4-D tensors (constant input, biases) switch, the 5-D weights cannot."""
-    for t in list(g.parameters()) + list(g.buffers()):
-        if t.ndim == 4:
-            t.data = t.data.contiguous(memory_format=torch.channels_last)
-
-
 def _unfused_epilogue(g: nn.Module) -> None:
     """Demodulate, add noise, add bias, leaky ReLU, gain: one element-wise op each."""
     for m in g.modules():
@@ -73,7 +67,7 @@ VARIANTS: dict[str, tuple[bool, list[Callable[[nn.Module], None]]]] = {
     "batched + unfused epilogue": (False, [_unfused_epilogue]),
     "batched + fused epilogue (default)": (False, []),
     "default + zero-insert up": (False, [_use_zero_insert]),
-    "default + channels_last": (False, [_channels_last]),
+    "default + channels_last": (False, [use_channels_last]),
 }
 
 

@@ -2,23 +2,29 @@
 
 Writes data/photosketch/pool/{images,sketches} (samples of the *original* generator, which the
 SBIR and Chamfer baselines retrieve from) and data/photosketch/eval/sketches (the eval set's
-sketches, for reference sketch-matching numbers). Sketches are cached by image content.
+sketches, for reference sketch-matching numbers). With ``photosketch.user_photos`` (a folder of
+real photos of the wanted pose, as in the paper's "photosketch" sketch sets) their sketches go
+to data/photo_sketches/, which `train` then uses instead of data/sketches. Sketches are cached
+by image content.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from sketchgan.checkpoints import load_sketch_net
+from sketchgan.data.sketch_import import load_real_images
 from sketchgan.evaluation.sampling import sample_folder
 from sketchgan.evaluation.sketching import sketch_folder
-from sketchgan.io import sha256_file
+from sketchgan.io import atomic_dir, sha256_file
 from sketchgan.pipeline import device_of, tracked_stage
 from sketchgan.runtime import get_param, repo_root, section
 from sketchgan.training.finetune import load_finetuned_generator
 
 OUT = Path("data/photosketch")
+PHOTO_SKETCHES = Path("data/photo_sketches")
 PRETRAINED = Path("models/pretrained")
 CACHE = Path("outputs/.cache/photosketch")
 POOL_SEED_OFFSET = 1_000_003  # the pool never shares latent codes with the `sample` stage
@@ -48,4 +54,24 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             summary[name] = sketch_folder(
                 net, root / src, root / OUT / name / "sketches", net_id, root / CACHE, batch, mode
             )
+        size = int(section(params, "prepare").get("size"))
+        summary["user_photos"] = _user_photo_sketches(cfg, root, size, net, net_id, batch, mode)
     return summary
+
+
+def _user_photo_sketches(
+    cfg: dict[str, Any], root: Path, size: int, net, net_id: str, batch: int, mode: str
+) -> dict[str, int] | None:
+    """Training sketches made from the user's photos (or a note that none are configured)."""
+    photos = cfg.get("user_photos")
+    out = root / PHOTO_SKETCHES
+    if not photos:
+        with atomic_dir(out) as tmp:
+            (tmp / "README.txt").write_text(
+                "photosketch.user_photos is not set: training uses data/sketches/images\n"
+            )
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        converted = load_real_images(root / str(photos), Path(tmp) / "photos", size)
+        stats = sketch_folder(net, Path(tmp) / "photos", out, net_id, root / CACHE, batch, mode)
+    return {**stats, "photos": len(converted)}

@@ -1,5 +1,4 @@
-"""DVC stage `prepare`: the embedded world (or your own data) as the four data sets.
-"""
+"""DVC stage `prepare`: the embedded world (or your own data) as the four data sets."""
 
 from __future__ import annotations
 

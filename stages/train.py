@@ -25,6 +25,7 @@ from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
 from sketchgan.pipeline import device_of, tracked_stage
 from sketchgan.runtime import repo_root, section
 from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+from sketchgan.training.state import tensor_fingerprint
 
 PRETRAINED = Path("models/pretrained")
 OUT_MODEL = Path("models/finetuned")
@@ -41,10 +42,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     cfg = FinetuneConfig.from_dict(
         {**raw, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
     )
-    run_dir = root / RUNS / _run_key(cfg, root)
     with tracked_stage("train", params, ("train",)) as summary:
-        sketches = load_image_folder(root / "data/sketches/images", "L")
+        sketches = load_image_folder(root / _sketch_dir(params), "L")
         reg = load_image_folder(root / "data/image_reg/images", "RGB") if cfg.l_image > 0 else None
+        run_dir = root / RUNS / _run_key(cfg, root, sketches, reg)
         eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
         result = finetune(
             cfg,
@@ -76,12 +77,21 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _run_key(cfg: FinetuneConfig, root: Path) -> str:
+def _sketch_dir(params: dict[str, Any]) -> Path:
+    """The user's sketches, or the sketches the photosketch stage made from the user's photos."""
+    if (params.get("photosketch") or {}).get("user_photos"):
+        return Path("data/photo_sketches")
+    return Path("data/sketches/images")
+
+
+def _run_key(cfg: FinetuneConfig, root: Path, sketches: torch.Tensor, reg: Any) -> str:
     """Hash of the settings and inputs that define the run (not its length)."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
     inputs = [
         sha256_file(root / PRETRAINED / "generator.pt"),
         sha256_file(root / PRETRAINED / "photosketch.pt"),
+        tensor_fingerprint(sketches),
+        tensor_fingerprint(reg),
     ]
     blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

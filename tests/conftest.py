@@ -48,3 +48,12 @@ def tiny_project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path, params
+
+
+def shared_fixtures() -> Path:
+    """``../shared/fixtures/reference`` beside the checkout (CI clones main with shared/ beside
+    it); ``SKETCHGAN_SHARED`` overrides the shared folder."""
+    import os
+
+    shared = Path(os.environ.get("SKETCHGAN_SHARED", ROOT.parent / "shared"))
+    return shared / "fixtures" / "reference"

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_fixtures
 from torch import nn
 
 from sketchgan import checkpoints as ck
 from sketchgan.errors import SketchganError
 
-FIXTURES = Path("/work/shared/fixtures/reference")
+FIXTURES = shared_fixtures()
 SG_FIXTURE = FIXTURES / "stylegan2_small.pt"
 PS_FIXTURE = FIXTURES / "photosketch_small.pt"
 SHAPES_FIXTURE = FIXTURES / "reference_state_shapes.json"

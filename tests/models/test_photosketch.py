@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_fixtures
 
 from sketchgan.errors import SketchganError
 from sketchgan.models.photosketch import ResnetGenerator, load_photosketch_state, to3ch
 
-FIXTURES = Path("/work/shared/fixtures/reference")
+FIXTURES = shared_fixtures()
 PS_FIXTURE = FIXTURES / "photosketch_small.pt"
 needs_fixtures = pytest.mark.skipif(not PS_FIXTURE.is_file(), reason="reference fixtures absent")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These nets are tiny: on the shared 2-core machine, OpenMP threads only spin-wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import shared_fixtures
 
 from sketchgan.errors import SketchganError
 from sketchgan.models.stylegan2 import (
@@ -18,11 +18,21 @@ from sketchgan.models.stylegan2 import (
     make_kernel,
     set_fused_modconv,
     upsample2d,
+    use_channels_last,
 )
 
-FIXTURES = Path("/work/shared/fixtures/reference")
+FIXTURES = shared_fixtures()
 SG2_FIXTURE = FIXTURES / "stylegan2_small.pt"
 needs_fixtures = pytest.mark.skipif(not SG2_FIXTURE.is_file(), reason="reference fixtures absent")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These nets are tiny: on the shared 2-core machine, OpenMP threads only spin-wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_generator(size: int = 16, seed: int = 0) -> Generator:
@@ -288,3 +298,14 @@ def test_autocast_bfloat16_runs_forward_and_backward():
     assert (logits.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
     F.softplus(-logits.float()).mean().backward()
     assert g.style[1].weight.grad is not None and torch.isfinite(g.style[1].weight.grad).all()
+
+
+def test_channels_last_option_gives_same_images():
+    g = tiny_generator().eval()
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        ref = g([z], randomize_noise=False)[0]
+        use_channels_last(g)
+        got = g([z], randomize_noise=False)[0]
+    assert g.input.input.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, ref, atol=1e-5)

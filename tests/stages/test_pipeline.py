@@ -62,3 +62,13 @@ def test_all_stages_end_to_end(tiny_project):
     # a second train with the same params resumes the finished run instead of retraining
     summary = importlib.import_module("stages.train").run(params)
     assert summary["resumed_from"] == 6
+    assert (root / "data/photo_sketches/README.txt").is_file()
+
+    # sketches made from the user's photos (the paper's "photosketch" sets) feed training
+    params["photosketch"]["user_photos"] = "data/eval/images"
+    summary = importlib.import_module("stages.photosketch").run(params)
+    assert summary["user_photos"]["photos"] == 60
+    assert len(list((root / "data/photo_sketches").glob("*.png"))) == 60
+    params["train"]["iters"] = 2
+    summary = importlib.import_module("stages.train").run(params)
+    assert summary["steps"] == 2 and summary["resumed_from"] == 0

@@ -7,6 +7,7 @@ from sketchgan.models.stylegan2 import (
     channel_table,
     check_state_dict,
     set_fused_modconv,
+    use_channels_last,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "load_photosketch_state",
     "set_fused_modconv",
     "to3ch",
+    "use_channels_last",
 ]

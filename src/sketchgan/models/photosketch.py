@@ -51,7 +51,8 @@ class ResnetGenerator(nn.Module):
     """pix2pix ResNet generator (BatchNorm, reflection padding, no dropout, tanh output).
 
     Convolutions followed by BatchNorm carry no bias (BatchNorm's shift replaces it), as in the
-    reference; only the last 7x7 convolution has one.
+    reference; only the last 7x7 convolution has one. As GANSketching's frozen sketch network it
+    stays in train mode (see the module docstring): BatchNorm then uses batch statistics.
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9):

@@ -328,9 +328,10 @@ def load_finetuned_generator(path: str | Path, device: str | torch.device = "cpu
     _load_strict(gen, data.get("g_ema", data.get("g")), str(path))
     gen.to(device).eval()
     if data.get("w_shift") is not None:
-        shift = data["w_shift"].to(device)
-        gen.register_buffer("_w_shift", shift, persistent=False)
-        apply_w_shift(gen, gen._w_shift)
+        # a wrapper (not the training hook) so that model interpolation can split the shift off
+        from sketchgan.evaluation.sampling import apply_w_shift as wrap_w_shift
+
+        return wrap_w_shift(gen, data["w_shift"].to(device)).eval()
     return gen
 
 

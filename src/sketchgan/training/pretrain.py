@@ -146,7 +146,7 @@ class GeneratorPretrainConfig:
     g_reg_every: int = 4
     path_batch_shrink: int = 2
     mixing_prob: float = 0.9
-    reuse_fakes: bool = True
+    reuse_fakes: bool = False
     ema_kimg: float = 2.5
     ema_rampup: float = 0.05
     xflip: bool = False
@@ -435,7 +435,11 @@ def _build_gan(cfg: GeneratorPretrainConfig, device: torch.device) -> _GanState:
 
     m = cfg.model_config()
     g = Generator(
-        m["size"], m["style_dim"], m["n_mlp"], m["channel_multiplier"], m["channel_max"]
+        m["size"],
+        m["style_dim"],
+        m["n_mlp"],
+        m["channel_multiplier"],
+        m["channel_max"],
     ).to(device)
     d = Discriminator(m["size"], m["channel_multiplier"], m["channel_max"]).to(device)
     g_ema = copy.deepcopy(g).eval()
