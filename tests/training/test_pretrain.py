@@ -234,7 +234,9 @@ def test_checkpoint_loads_strictly_and_ema_differs_from_g(tiny_run) -> None:
 
 def test_ema_lags_behind_training(tmp_path: Path) -> None:
     images, _ = _shapes(16)
-    cfg = _tiny_cfg(iterations=3, path_reg_weight=0.0, sample_every=0, checkpoint_every=0)
+    cfg = _tiny_cfg(
+        iterations=3, path_reg_weight=0.0, sample_every=0, checkpoint_every=0, reuse_fakes=True
+    )
     train_generator(images, cfg, tmp_path)
     ckpt = torch.load(tmp_path / "generator.pt", weights_only=True)
     torch.manual_seed(cfg.seed)  # same init as the run (seed_everything(seed) before building)
