@@ -160,8 +160,6 @@ def _figures(root: Path, device: torch.device, seed: int) -> None:
 
 
 def _log(step: int, metrics: dict[str, float]) -> None:
-    if isinstance(step, dict):  # TODO(lead): pretrain.py still calls log_fn(metrics, step)
-        step, metrics = metrics, step
     tracking.log_step_metrics(metrics, step)
 
 

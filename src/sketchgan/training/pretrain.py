@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchgan.errors import SketchganError
 from sketchgan.io import atomic_path, save_grid, save_torch
 from sketchgan.runtime import pick_device, seed_everything
+from sketchgan.training import losses
 from sketchgan.training.state import (
     capture_rng,
     config_differences,
@@ -40,8 +40,8 @@ from sketchgan.training.state import (
     tensor_fingerprint,
 )
 
-LogFn = Callable[[dict[str, float], int], None]
-"""Called as ``log_fn(metrics, step)``: the signature of ``mlflow.log_metrics``."""
+LogFn = Callable[[int, dict[str, float]], None]
+"""Called as ``log_fn(step, metrics)``, like the fine-tuning loop's callback."""
 
 GENERATOR_FILE = "generator.pt"
 GENERATOR_STATE_FILE = "pretrain_state.pt"
@@ -284,26 +284,15 @@ class SketchNetConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def d_logistic_loss(real_pred: Tensor, fake_pred: Tensor) -> Tensor:
-    """Non-saturating logistic D loss: softplus(-D(x)) + softplus(D(G(z)))."""
-    return F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()
-
-
-def g_nonsaturating_loss(fake_pred: Tensor) -> Tensor:
-    """Non-saturating G loss softplus(-D(G(z))): strong gradients while D still wins easily."""
-    return F.softplus(-fake_pred).mean()
-
-
 def r1_penalty(discriminator: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
-    """Squared gradient norm of D at the reals (summed per sample, mean over the batch).
+    """R1 at the reals (``losses.r1_penalty``), plus D's predictions for the caller's graph.
 
-    Returns the penalty and D's predictions, whose graph must stay in the loss so that every
-    parameter participates (DDP and some optimisers dislike parameters without gradient).
+    The predictions must stay in the loss so that every parameter participates (DDP and some
+    optimisers dislike parameters without gradient).
     """
     real = real.detach().requires_grad_(True)
     pred = discriminator(real)
-    (grad,) = torch.autograd.grad(pred.sum(), real, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean(), pred
+    return losses.r1_penalty(pred, real), pred
 
 
 def path_length_penalty(
@@ -547,7 +536,7 @@ def _d_step(
     with amp_context(device, cfg.amp):
         fake_pred = d(fake.detach())
         real_pred = d(real)
-        loss = d_logistic_loss(real_pred.float(), fake_pred.float())
+        loss = losses.d_real_loss(real_pred) + losses.d_fake_loss(fake_pred)
     state.d_optim.zero_grad(set_to_none=True)
     loss.backward()
     state.d_optim.step()
@@ -574,7 +563,7 @@ def _g_step(
     batch = fake.shape[0]
     set_requires_grad(d, False)
     with amp_context(device, cfg.amp):
-        loss = g_nonsaturating_loss(d(fake).float())
+        loss = losses.g_nonsaturating_loss(d(fake))
     state.g_optim.zero_grad(set_to_none=True)
     loss.backward()
     state.g_optim.step()
@@ -704,7 +693,9 @@ def train_generator(
             row.setdefault("r1", float("nan"))
             state.rows.append(row)
             if log_fn is not None:
-                log_fn({k: float(v) for k, v in row.items() if k != "iteration"}, state.iteration)
+                # r1 is NaN on iterations without the lazy R1 step: the CSV keeps it, MLflow not
+                metrics = {k: float(v) for k, v in row.items() if k != "iteration"}
+                log_fn(state.iteration, {k: v for k, v in metrics.items() if math.isfinite(v)})
         if cfg.sample_every and state.iteration % cfg.sample_every == 0:
             _save_samples(
                 state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{state.iteration:06d}.png"
@@ -879,7 +870,7 @@ def train_sketch_net(
             }
             rows.append(row)
             if log_fn is not None:
-                log_fn({"sketch_loss": loss_val}, it)
+                log_fn(it, {"sketch_loss": loss_val})
 
     val_after = _eval_l1_train_mode(net, x_val, y_val, cfg.batch_size)
     if rows:
@@ -890,7 +881,7 @@ def train_sketch_net(
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     save_torch({"state": state, "config": cfg.model_config()}, out_dir / SKETCH_NET_FILE)
     if log_fn is not None and n_val:
-        log_fn({"sketch_val_l1": val_after}, it)
+        log_fn(it, {"sketch_val_l1": val_after})
     return {
         "iterations": it,
         "stopped_early": stopped_early,
