@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sketchgan import tracking
+from sketchgan.io import list_images, load_image_files, save_grid
 from sketchgan.pipeline import SUMMARY_DIR, tracked_stage
 from sketchgan.report import render_report
 from sketchgan.runtime import repo_root
 
+README_FIGURE = Path("reports/figures/readme.png")
 STAGES = ("prepare", "pretrain", "photosketch", "train", "sample", "baselines", "evaluate")
 
 
@@ -43,6 +47,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             root / "reports/benchmark.html",
             context,
         )
+        _readme_figure(root, root / README_FIGURE)
         tracking.log_artifact(root / "reports/benchmark.html")
         tracking.log_artifact(root / "reports/benchmark.md")
         summary["timings"] = context["timings"]
@@ -72,3 +77,16 @@ def _timings(root: Path) -> dict[str, float]:
         if path.is_file():
             out[stage] = float(json.loads(path.read_text()).get("seconds", float("nan")))
     return out
+
+
+def _readme_figure(root: Path, out: Path, n: int = 8) -> None:
+    """Rows: user sketches, original samples, the same latent codes after fine-tuning."""
+    rows = []
+    for folder, mode in (
+        ("data/sketches/images", "L"),
+        ("outputs/samples/original", "RGB"),
+        ("outputs/samples/finetuned", "RGB"),
+    ):
+        images = load_image_files(list_images(root / folder)[:n], mode)
+        rows.append(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
+    save_grid(torch.cat(rows), out, nrow=n)

@@ -44,6 +44,7 @@ def test_all_stages_end_to_end(tiny_project):
     assert "Chamfer-matching baseline" in md and "SBIR baseline" in md
     html = (root / "reports/benchmark.html").read_text()
     assert "data:image/png;base64" in html and "http://" not in html
+    assert (root / "reports/figures/readme.png").is_file()
     for stage in STAGES:
         assert json.loads((root / f"reports/stages/{stage}.json").read_text())["seconds"] > 0
 
