@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,6 +245,17 @@ def test_pipeline_key_sources(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def _wait_for_exec(pid: int, name: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(name.encode()):
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def test_dvc_ancestor_finds_the_dvc_process(tmp_path: Path) -> None:
     """Children of one ``dvc`` process share its identity; another invocation differs."""
     fake = tmp_path / "bin" / "dvc"
@@ -255,6 +267,7 @@ def test_dvc_ancestor_finds_the_dvc_process(tmp_path: Path) -> None:
         proc = subprocess.Popen([str(fake)], stdout=subprocess.PIPE, text=True)
         try:
             child = int(proc.stdout.readline())
+            _wait_for_exec(child, "sleep")  # right after fork the child still looks like `dvc`
             keys.append((proc.pid, tr.dvc_ancestor(child)))
         finally:
             proc.kill()
