@@ -234,7 +234,7 @@ class SketchNetConfig:
     output_nc: int = 1
     ngf: int = 16
     n_blocks: int = 9
-    iterations: int = 400
+    iterations: int = 800
     batch_size: int = 4
     lr: float = 0.002
     adam_beta1: float = 0.5
