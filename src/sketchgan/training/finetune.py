@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sketchgan.checkpoints import load_checkpoint, load_generator, load_sketch_net
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_grid, save_torch, sha256_file, write_text
-from sketchgan.models.photosketch import ResnetGenerator, load_photosketch_state, to3ch
+from sketchgan.models.photosketch import to3ch
 from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.runtime import pick_device, seed_everything
 from sketchgan.training import augment, losses, state
@@ -236,15 +237,8 @@ class Parallel:
 
 
 def _load_weights_file(path: str | Path, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SketchganError(f"{path}: {what} checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise SketchganError(
-            f"{path}: unreadable {what} checkpoint ({exc.__class__.__name__})"
-        ) from exc
+    """``checkpoints.load_checkpoint`` (weights_only, one-line errors) plus a dict check."""
+    data = load_checkpoint(path)
     if not isinstance(data, dict):
         raise SketchganError(f"{path}: {what} checkpoint is not a dict")
     return data
@@ -290,18 +284,9 @@ def build_discriminator(arch: Mapping[str, int]) -> nn.Module:
 
 def load_photosketch(path: str | Path) -> nn.Module:
     """PhotoSketch from ``{"state", "config"}``; the caller decides train/eval mode."""
-    data = _load_weights_file(path, "photosketch")
-    cfg = data.get("config")
-    if not isinstance(cfg, dict) or "state" not in data:
-        raise SketchganError(f"{path}: expected keys 'state' and 'config'")
-    net = ResnetGenerator(
-        input_nc=int(cfg.get("input_nc", 3)),
-        output_nc=int(cfg.get("output_nc", 1)),
-        ngf=int(cfg.get("ngf", 64)),
-        n_blocks=int(cfg.get("n_blocks", 9)),
-    )
-    _load_strict(net, load_photosketch_state(data["state"]), str(path))
-    return net
+    if not Path(path).is_file():
+        raise SketchganError(f"{path}: photosketch checkpoint not found")
+    return load_sketch_net(path, "cpu")[0]
 
 
 def apply_w_shift(generator: nn.Module, shift: Tensor) -> torch.utils.hooks.RemovableHandle:
@@ -321,17 +306,14 @@ def apply_w_shift(generator: nn.Module, shift: Tensor) -> torch.utils.hooks.Remo
 
 def load_finetuned_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """A fine-tuned (or pretrained) generator ready to sample, w-shift applied when present."""
-    data = _load_weights_file(path, "generator")
-    if "config" not in data or ("g_ema" not in data and "g" not in data):
-        raise SketchganError(f"{path}: expected keys 'config' and 'g_ema' (or 'g')")
-    gen = build_generator(generator_arch(data["config"], path))
-    _load_strict(gen, data.get("g_ema", data.get("g")), str(path))
-    gen.to(device).eval()
-    if data.get("w_shift") is not None:
+    gen, _ = load_generator(path, device)
+    gen.eval()
+    shift = load_checkpoint(path).get("w_shift")
+    if shift is not None:
         # a wrapper (not the training hook) so that model interpolation can split the shift off
         from sketchgan.evaluation.sampling import apply_w_shift as wrap_w_shift
 
-        return wrap_w_shift(gen, data["w_shift"].to(device)).eval()
+        return wrap_w_shift(gen, shift.to(device)).eval()
     return gen
 
 
