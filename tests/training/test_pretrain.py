@@ -306,3 +306,20 @@ def test_sketch_net_accepts_uint8_contours_and_rejects_mismatch(tmp_path: Path) 
     assert summary["n_val"] == 4 and math.isfinite(summary["val_l1_after"])
     with pytest.raises(SketchganError, match="contours"):
         train_sketch_net(images, as_uint8[:4], cfg, tmp_path)
+
+
+def test_log_fn_gets_step_and_finite_metrics(tmp_path: Path) -> None:
+    images, contours = _shapes(8)
+    calls: list[tuple[int, dict[str, float]]] = []
+    cfg = _tiny_cfg(iterations=2, path_reg_weight=0.0, sample_every=0, checkpoint_every=0)
+    train_generator(images, cfg, tmp_path / "g", log_fn=lambda s, m: calls.append((s, m)))
+    assert [s for s, _ in calls] == [1, 2]
+    assert all("g_loss" in m and all(math.isfinite(v) for v in m.values()) for _, m in calls)
+    calls.clear()
+    sketch_cfg = SketchNetConfig(
+        ngf=4, n_blocks=1, iterations=2, log_every=1, n_val=4, device="cpu"
+    )
+    train_sketch_net(
+        images, contours, sketch_cfg, tmp_path / "s", log_fn=lambda s, m: calls.append((s, m))
+    )
+    assert any("sketch_val_l1" in m for _, m in calls)
