@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,16 @@ def tiny_params() -> dict:
     p["baselines"].update(top_n=50, sbir_iters=5, sbir_batch=16)
     p["evaluate"].update(kid_subset_size=20)
     return p
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module, restored afterwards: the nets in the tests are tiny,
+    and on a shared 2-core machine two OpenMP threads only spin-wait (runs up to 30x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

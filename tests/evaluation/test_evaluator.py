@@ -15,8 +15,7 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[evaluator.WorldEvaluator, dict]:
-    torch.set_num_threads(1)
+def trained(one_thread) -> tuple[evaluator.WorldEvaluator, dict]:
     return evaluator.train_evaluator(
         size=SIZE, n_train=2000, iters=250, batch=32, seed=0, width=8, n_val=400
     )

@@ -28,8 +28,7 @@ def _rect_scenes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def trained() -> sbir.SBIRNet:
-    torch.set_num_threads(1)
+def trained(one_thread) -> sbir.SBIRNet:
     images, sketches = _rect_scenes(512, seed=0)
     return sbir.train_sbir(images, sketches, iters=150, batch=32, seed=0, width=8, dim=32)
 

@@ -17,13 +17,7 @@ PS_FIXTURE = FIXTURES / "photosketch_small.pt"
 needs_fixtures = pytest.mark.skipif(not PS_FIXTURE.is_file(), reason="reference fixtures absent")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These nets are tiny: on the shared 2-core machine, OpenMP threads only spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ SG2_FIXTURE = FIXTURES / "stylegan2_small.pt"
 needs_fixtures = pytest.mark.skipif(not SG2_FIXTURE.is_file(), reason="reference fixtures absent")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These nets are tiny: on the shared 2-core machine, OpenMP threads only spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_generator(size: int = 16, seed: int = 0) -> Generator:

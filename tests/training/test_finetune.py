@@ -19,13 +19,7 @@ ARCH = dict(size=16, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=16
 PS_CFG = dict(input_nc=3, output_nc=1, ngf=4, n_blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI box has 2 shared cores; oversubscribed OpenMP makes tiny nets 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,7 @@ stylegan2 = pytest.importorskip("sketchgan.models.stylegan2")
 photosketch = pytest.importorskip("sketchgan.models.photosketch")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine, two OpenMP threads competing with
-    other processes made these tiny runs up to 30x slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _shapes(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
