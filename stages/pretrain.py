@@ -50,6 +50,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     sections = ("checkpoints", "prepare", "pretrain", "pretrain_sketch", "evaluator")
     with tracked_stage("pretrain", params, sections) as summary:
         (root / OUT).mkdir(parents=True, exist_ok=True)
+        (root / WORK).mkdir(parents=True, exist_ok=True)  # a DVC out, even when nothing trains
         if ckpts.get("generator"):
             summary["generator"] = _import_generator(ckpts, root)
         else:
@@ -156,7 +157,6 @@ def _figures(root: Path, device: torch.device, seed: int) -> None:
     save_grid(pairs, root / FIGURES / "photosketch_samples.png", nrow=8)
     tracking.log_artifact(root / FIGURES / "pretrain_samples.png", "samples")
     tracking.log_artifact(root / FIGURES / "photosketch_samples.png", "samples")
-    (root / WORK).mkdir(parents=True, exist_ok=True)
 
 
 def _log(step: int, metrics: dict[str, float]) -> None:

@@ -71,9 +71,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             device=result.device,
             run_dir=str(run_dir.relative_to(root)),
         )
-        run = tracking._active_run()  # noqa: SLF001 - the evaluate stage logs into this run
-        if run is not None:
-            write_json(root / OUT_MODEL / "mlflow_run.json", {"run_id": run.info.run_id})
+        run_id = tracking.active_run_id()  # the evaluate stage logs its metrics into this run
+        if run_id is not None:
+            write_json(root / OUT_MODEL / "mlflow_run.json", {"run_id": run_id})
     return summary
 
 

@@ -442,6 +442,13 @@ def _active_run() -> Any:
     return _mlflow().active_run()
 
 
+def active_run_id() -> str | None:
+    """The id of the stage run in progress (None outside a run), so that a later stage can
+    attach its numbers to the run that produced a model."""
+    run = _active_run()
+    return None if run is None else run.info.run_id
+
+
 def _as_number(key: str, value: Any) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
