@@ -148,6 +148,24 @@ def test_model_interpolation_end_points(gen: Generator, gen_ft) -> None:
         assert (middle - original).abs().max() > 1e-3 and (middle - tuned).abs().max() > 1e-3
 
 
+def test_model_interpolation_after_full_tuning_has_only_weight_rows(
+    gen: Generator, tmp_path: Path
+) -> None:
+    """Whole-generator tuning changes the synthesis net, so a w path would not end at it."""
+    full = copy.deepcopy(gen)
+    with torch.no_grad():
+        for p in full.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rows = S.model_interpolation_images(gen, full, steps=3, seed=5, n_samples=2)
+    assert set(rows) == {"weight"}
+    tuned = S.generate_images(full, range(2), seed=5, truncation=0.5)
+    torch.testing.assert_close(rows["weight"][:, -1], tuned, atol=1e-5, rtol=0)
+    both = S.model_interpolation_images(gen, S.apply_w_shift(gen, torch.ones(STYLE_DIM)), 3, 5, 2)
+    assert set(both) == {"weight", "w"}
+    path = S.weight_interpolation(gen, full, steps=3, seed=5, path=tmp_path / "m.png", n_samples=2)
+    assert path.is_file()
+
+
 def test_latent_interpolation_starts_at_samples(gen: Generator) -> None:
     for space in ("w", "z"):
         rows = S.latent_interpolation_images(gen, seed=2, steps=4, n_rows=2, space=space)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import re
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -477,7 +476,9 @@ def model_interpolation_images(
 
     Weight space: every tensor is interpolated (``interpolate_generators``). w space: each
     model's own mapping (and truncation centre) gives w0 and w1, lerped, then synthesised by
-    the original synthesis network, which the default fine-tuning (mapping only) leaves as is.
+    the original synthesis network, which mapping-only and w_shift fine-tuning leave as is.
+    After whole-generator fine-tuning that network is not the fine-tuned one, so the w path
+    would not end at the fine-tuned model: "w" is then left out.
     """
     if steps < 2:
         raise SketchganError(f"weight interpolation: need steps >= 2, got {steps}")
@@ -494,11 +495,7 @@ def model_interpolation_images(
             _synthesize(G_a, _truncate(G_a.get_latent(z), mean, truncation), noise, device)
         )
     if _synthesis_differs(G_orig, G_ft):
-        warnings.warn(
-            "w-space interpolation uses the original synthesis network, but the fine-tuned "
-            "model also changed synthesis weights: its alpha=1 column is not the fine-tuned model",
-            stacklevel=2,
-        )
+        return {"weight": torch.stack(weight_cols, 1)}
     w_ends = []
     for G in (G_orig, G_ft):
         mean = _mean_if_needed(G, truncation, None, seed, device)
@@ -520,12 +517,14 @@ def weight_interpolation(
     truncation: float = 0.5,
     device: torch.device | str | None = None,
 ) -> Path:
-    """Original -> fine-tuned strips: for each sample a weight-space row then a w-space row."""
+    """Original -> fine-tuned strips: for each sample a weight-space row, then a w-space row
+    when the fine-tuning left the synthesis network alone."""
     images = model_interpolation_images(
         G_orig, G_ft, steps, seed, n_samples, truncation, device=device
     )
-    rows = torch.stack([images["weight"], images["w"]], dim=1).flatten(0, 1)
-    labels = [label for i in range(n_samples) for label in (f"{i} weights", f"{i} w")]
+    spaces = [(key, name) for key, name in (("weight", "weights"), ("w", "w")) if key in images]
+    rows = torch.stack([images[key] for key, _ in spaces], dim=1).flatten(0, 1)
+    labels = [f"{i} {name}" for i in range(n_samples) for _, name in spaces]
     return save_labelled_rows(rows, labels, path)
 
 
@@ -673,7 +672,7 @@ def write_visualisations(
         "original samples (psi {t})": "grid_original.png",
         "fine-tuned samples (psi {t})": "grid_finetuned.png",
         "latent interpolation, fine-tuned ({how})": "latent_interpolation.png",
-        "original -> fine-tuned (weights row, w row)": "model_interpolation.png",
+        "original -> fine-tuned (weight space; w space after mapping-only tuning)": "model_interpolation.png",
         "GANSpace edits of the original applied to both": "ganspace_edits.png",
     }
     out_dir = Path(out_dir)
