@@ -672,7 +672,7 @@ def write_visualisations(
         "original samples (psi {t})": "grid_original.png",
         "fine-tuned samples (psi {t})": "grid_finetuned.png",
         "latent interpolation, fine-tuned ({how})": "latent_interpolation.png",
-        "original -> fine-tuned (weight space; w space after mapping-only tuning)": "model_interpolation.png",
+        "original -> fine-tuned (weights; w if synthesis unchanged)": "model_interpolation.png",
         "GANSpace edits of the original applied to both": "ganspace_edits.png",
     }
     out_dir = Path(out_dir)
