@@ -1,10 +1,11 @@
 """Milliseconds per GANSketching fine-tuning iteration at the embedded 32 px configuration.
 
-Random-init networks of the embedded size (StyleGAN2 32 px, style_dim 128, channel_max 64,
-8 mapping layers; PhotoSketch ngf 16, 9 blocks), batch 4, run through the real ``finetune``
-loop on the CPU. Each phase (D step, lazy R1, G step) is timed by wrapping the trainer's
-methods (median over iterations after warm-up); R1 runs every ``d_reg_every`` iterations, so
-"R1/it" is its amortised share. Times in ms; "CPU" columns count this process's CPU time.
+Random-init networks of the embedded size (StyleGAN2 32 px, style_dim 128, channel_max 32,
+2 mapping layers as in params.yaml; PhotoSketch ngf 16, 9 blocks), batch 4, run through the
+real ``finetune`` loop on the CPU. Each phase (D step, lazy R1, G step) is timed by wrapping the
+trainer's methods (median over iterations after warm-up); R1 runs every ``d_reg_every``
+iterations, so "R1/it" is its amortised share. Times in ms; "CPU" columns count this
+process's CPU time.
 
     .venv/bin/python reports/bench_finetune.py [--iters 40] [--threads 1] [--repeats 3]
         [--rows default,no_augment,...]
@@ -26,23 +27,23 @@ from sketchgan.models.photosketch import ResnetGenerator
 from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.training import finetune as ft
 
-ARCH = dict(size=32, style_dim=128, n_mlp=8, channel_multiplier=2, channel_max=64)
+ARCH = dict(size=32, style_dim=128, n_mlp=2, channel_multiplier=2, channel_max=32)
 PS_CFG = dict(input_nc=3, output_nc=1, ngf=16, n_blocks=9)
 ROWS = {
-    "default": {},
-    "no_augment": {"augment": False},
-    "l_image_0": {"l_image": 0.0},
+    "default": {"tune": "full"},  # params.yaml: the embedded default tunes the whole G
+    "mapping": {"tune": "mapping"},  # the paper's default
+    "no_augment": {"tune": "full", "augment": False},
+    "l_image_0": {"tune": "full", "l_image": 0.0},
     "w_shift": {"tune": "w_shift"},
-    "full": {"tune": "full"},
-    "l_weight_1": {"l_weight": 1.0},
-    "d_unfrozen": {},  # ablation: D keeps requires_grad in the G step (the waste removed)
+    "l_weight_1": {"tune": "full", "l_weight": 1.0},
+    "d_unfrozen": {"tune": "full"},  # D keeps requires_grad in the G step (the waste removed)
 }
 
 
 def _inputs(root: Path) -> tuple[Path, Path, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     g = Generator(**ARCH)
-    d = Discriminator(32, channel_multiplier=2, channel_max=64)
+    d = Discriminator(32, channel_multiplier=2, channel_max=ARCH["channel_max"])
     gpath, ppath = root / "generator.pt", root / "photosketch.pt"
     torch.save(
         {"g_ema": g.state_dict(), "g": g.state_dict(), "d": d.state_dict(), "config": ARCH}, gpath
@@ -144,7 +145,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, iters {args.iters}, "
-        f"batch 4, 32 px, style_dim 128, channel_max 64, photosketch ngf 16 x 9 blocks"
+        f"batch 4, 32 px, style_dim 128, channel_max 32, n_mlp 2, photosketch ngf 16 x 9 blocks"
     )
     cols = (
         "config",

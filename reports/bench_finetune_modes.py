@@ -50,6 +50,9 @@ def _measure(g: torch.nn.Module, evaluator, name: str, tag: str, work: Path) -> 
         "match": float(world.matches_target(pred, target).mean()),
         "match05": float(world.matches_target(pred, target, 0.05).mean()),
         "star": hist.get("star", 0.0),
+        # colour variety: spread of the samples' mean colours (the original model's is the
+        # yardstick; a collapse towards one tint shows here before it shows in FID)
+        "colour_spread": round(float(imgs.mean((2, 3)).std(0).mean()), 3),
         "hist": hist,
     }
     print(json.dumps(row), flush=True)

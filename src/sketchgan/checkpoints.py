@@ -30,6 +30,7 @@ from torch import nn
 
 from sketchgan.errors import SketchganError
 from sketchgan.io import atomic_path, save_torch, sha256_file
+from sketchgan.models.stylegan2 import check_state_dict
 
 DEFAULT_PREFER = ("g_ema", "g", "state", "state_dict")
 # Wrapper prefixes added by DistributedDataParallel / DataParallel and by torch.compile.
@@ -162,11 +163,6 @@ def extract_state(
 # --------------------------------------------------------------------------- verification
 
 
-def _fmt_shape(shape: Iterable[int]) -> str:
-    dims = tuple(shape)
-    return "(" + ",".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-
-
 def _is_optional(key: str) -> bool:
     return key.endswith(OPTIONAL_KEY_SUFFIXES)
 
@@ -174,38 +170,8 @@ def _is_optional(key: str) -> bool:
 def verify_state_dict(
     state: Mapping[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
 ) -> None:
-    """Check keys and shapes against ``model`` before loading; fail on the first difference.
-
-    ``load_state_dict`` reports every mismatch in a wall of text; when the architecture config is
-    wrong nearly all keys differ, so the first one plus a count says more.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not _is_optional(k)]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = len(missing) + len(unexpected) + len(wrong)
-    if problems == 0:
-        return
-    more = f" ({problems - 1} more keys differ)" if problems > 1 else ""
-    if wrong:
-        key = wrong[0]
-        raise SketchganError(
-            f"{source}: '{key}' has shape {_fmt_shape(state[key].shape)}, model expects "
-            f"{_fmt_shape(expected[key].shape)}{more}"
-        )
-    if missing:
-        key = missing[0]
-        raise SketchganError(
-            f"{source}: missing '{key}' (model expects shape {_fmt_shape(expected[key].shape)})"
-            f"{more}"
-        )
-    key = unexpected[0]
-    raise SketchganError(
-        f"{source}: unexpected key '{key}' with shape {_fmt_shape(state[key].shape)} "
-        f"not in the model{more}"
-    )
+    """Check keys and shapes against ``model`` before loading; one line naming ``source``."""
+    check_state_dict(model, state, source, strict=True, optional=_is_optional)
 
 
 def _fill_optional(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

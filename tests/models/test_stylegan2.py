@@ -113,7 +113,7 @@ def test_missing_and_unexpected_keys_raise():
     g = tiny_generator()
     sd = g.state_dict()
     missing = {k: v for k, v in sd.items() if k != "noises.noise_0"}
-    with pytest.raises(SketchganError, match="missing keys, first 'noises.noise_0'"):
+    with pytest.raises(SketchganError, match="Generator: missing 'noises.noise_0'"):
         g.load_state_dict(missing)
     g.load_state_dict(missing, strict=False)  # non-strict tolerates it, like torch
     with pytest.raises(SketchganError, match="unexpected"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -621,13 +621,24 @@ class Discriminator(nn.Module):
 # state dict checks
 
 
-def check_state_dict(
-    module: nn.Module, state_dict: Mapping[str, Tensor], what: str, strict: bool = True
-) -> None:
-    """Raise a one-line SketchganError naming the offending keys instead of torch's essay.
+def _fmt_shape(shape: Sequence[int]) -> str:
+    dims = tuple(shape)
+    return "(" + ",".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
-    A checkpoint for another size or channel multiplier is the common user mistake; the first
-    mismatching key and both shapes tell them which.
+
+def check_state_dict(
+    module: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    what: str,
+    strict: bool = True,
+    optional: Callable[[str], bool] | None = None,
+) -> None:
+    """Raise a one-line SketchganError naming the first offending key instead of torch's essay.
+
+    A checkpoint for another size or channel multiplier is the common user mistake; then nearly
+    every key differs, so the first one with both shapes, plus a count, says more than a list.
+    ``optional(key)`` marks keys a file may lack (e.g. BatchNorm step counters of old files).
+    The one check behind every loader: ``load_state_dict`` here and ``checkpoints.load_into``.
     """
     if not isinstance(state_dict, Mapping):
         kind = type(state_dict).__name__
@@ -636,23 +647,31 @@ def check_state_dict(
     for key, value in state_dict.items():
         if key in expected and not isinstance(value, Tensor):
             raise SketchganError(f"{what}: state dict entry '{key}' is not a tensor")
-    bad_shapes = [
-        f"'{k}' {tuple(state_dict[k].shape)} vs expected {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if bad_shapes:
-        problems.append(f"{len(bad_shapes)} shape mismatches, first {bad_shapes[0]}")
+    wrong = [k for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    missing, unexpected = [], []
     if strict:
-        missing = [k for k in expected if k not in state_dict]
+        missing = [k for k in expected if k not in state_dict and not (optional and optional(k))]
         unexpected = [k for k in state_dict if k not in expected]
-        if missing:
-            problems.append(f"{len(missing)} missing keys, first '{missing[0]}'")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys, first '{unexpected[0]}'")
-    if problems:
-        raise SketchganError(f"{what}: state dict does not fit: {'; '.join(problems)}")
+    problems = len(wrong) + len(missing) + len(unexpected)
+    if problems == 0:
+        return
+    more = f" ({problems - 1} more keys differ)" if problems > 1 else ""
+    if wrong:
+        key = wrong[0]
+        raise SketchganError(
+            f"{what}: '{key}' has shape {_fmt_shape(state_dict[key].shape)}, model expects "
+            f"{_fmt_shape(expected[key].shape)}{more}"
+        )
+    if missing:
+        key = missing[0]
+        raise SketchganError(
+            f"{what}: missing '{key}' (model expects shape {_fmt_shape(expected[key].shape)}){more}"
+        )
+    key = unexpected[0]
+    raise SketchganError(
+        f"{what}: unexpected key '{key}' with shape {_fmt_shape(state_dict[key].shape)} "
+        f"not in the model{more}"
+    )
 
 
 def set_fused_modconv(module: nn.Module, fused: bool) -> nn.Module:
