@@ -43,7 +43,7 @@ def _metrics() -> dict:
     return {
         "methods": {
             "sbir": _entry(30.0),
-            "original": _entry(40.0, target_match=0.1),
+            "original": _entry(40.0, shape_match=0.05, target_match=0.1),
             "ablation_wreg": _entry(25.0, chamfer=None),
             "finetuned": _entry(
                 20.0, iteration=500, checkpoint="best", last={**_entry(27.5), "iteration": 1000}
@@ -129,7 +129,8 @@ def test_report_tables_and_self_contained_html(tmp_path: Path) -> None:
     assert rows[0][1:4] == ["method", "20.00", "0.0200"]
     assert rows[0][-4:] == ["64", "80", "world-evaluator", "500"]
     assert rows[4][6] == "—"  # the ablation's chamfer is null
-    assert rows[1][7] == "0.100"
+    assert rows[1][7:9] == ["0.050", "0.100"]  # shape match, target match
+    assert rows[2][7] == "—"  # no shape match given
 
     best_last = _table_rows(md, "| method | checkpoint | iteration")
     assert [r[1:4] for r in best_last] == [["best FID", "500", "20.00"], ["last", "1000", "27.50"]]
@@ -186,7 +187,7 @@ def test_empty_losses_and_partial_metrics(tmp_path: Path) -> None:
     )
     md = (tmp_path / "b.md").read_text()
     rows = _table_rows(md, "| method | role | FID")
-    assert rows == [["original", "original", "—", "—", "—", "—", "—", "—", "10", "—", "—", "—"]]
+    assert rows == [["original", "original", *["—"] * 7, "10", "—", "—", "—"]]
     assert "finetune: not run" in _section(md, "Training curves")
     assert _section(md, "Best-FID vs last iteration").strip().startswith("not run")
 

@@ -15,6 +15,7 @@ report is most needed exactly when a stage was skipped or failed.
           "fid": float | null,  "kid": float | null,  "kid_std": float | null,
           "precision": float | null,  "recall": float | null,
           "chamfer": float | null,        # sketch Chamfer distance to user sketches (lower better)
+          "shape_match": float | null,    # share (0..1) the world evaluator gives the target shape
           "target_match": float | null,   # share (0..1) of samples the world evaluator says match
           "n_gen": int,  "n_ref": int,    # samples compared ("n" accepted for n_gen)
           "features": "clean-fid/inception-v3" | "world-evaluator" | ...,  # FID/KID/P&R network
@@ -81,6 +82,7 @@ METRICS: tuple[tuple[str, str, str, bool], ...] = (
     ("precision", "precision ↑", "{:.3f}", False),
     ("recall", "recall ↑", "{:.3f}", False),
     ("chamfer", "sketch Chamfer ↓", "{:.4f}", True),
+    ("shape_match", "shape match ↑", "{:.3f}", False),
     ("target_match", "target match ↑", "{:.3f}", False),
 )
 _ROLE_ORDER = {"method": 0, "original": 1, "baseline": 2, "ablation": 3}
