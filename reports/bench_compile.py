@@ -1,4 +1,4 @@
-"""Does ``torch.compile`` help the fine-tuning step on the CPU? (It does not; see bench_finetune.md.)
+"""Does ``torch.compile`` help the CPU fine-tuning step? (No: see reports/bench_finetune.md.)
 
 Times the costly part of a G step at the embedded size: generator forward, frozen sketch net,
 frozen discriminators, backward to the generator; eager vs ``torch.compile`` (Inductor) on the
