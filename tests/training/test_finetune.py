@@ -328,3 +328,23 @@ def test_sketch_scale_round_trip_runs_and_keeps_shapes(inputs, tmp_path):
         _run(inputs, tmp_path, _cfg(iters=1, sketch_scale=32))
     res = _run(inputs, tmp_path, _cfg(iters=1, sketch_scale=2, l_image=0.0))
     assert res.steps == 1
+
+
+def test_sketch_branch_runs_channels_last_with_the_same_output(inputs):
+    """NHWC (the CUDA setting) is a speed choice only: the sketch equals the plain NCHW forward,
+    comes back NCHW for the discriminator, and gradients still reach the generator's image."""
+    plain = ft.load_photosketch(inputs[1]).train()
+    for m in plain.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    branch = ft.SketchBranch(ft.load_photosketch(inputs[1]), 1, (), channels_last=True)
+    conv = next(m for m in branch.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    img = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    out = branch.sketch(img)
+    with torch.no_grad():
+        ref = plain(img)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert out.is_contiguous()
+    out.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
