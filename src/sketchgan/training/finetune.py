@@ -445,7 +445,7 @@ class SketchBranch:
     statistics, which train mode never reads, are not rewritten every call.
 
     ``channels_last`` runs the net NHWC (output back to NCHW for the discriminator); the
-    trainer turns it on for CUDA only: on the CPU the net alone is 20% faster but the whole
+    trainer turns it on for CUDA only: on the CPU the net alone is 6-25% faster but the whole
     iteration is not (layout conversions eat it; reports/bench_finetune.md).
     """
 
