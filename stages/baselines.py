@@ -20,7 +20,7 @@ from sketchgan.evaluation.chamfer import rank_by_chamfer
 from sketchgan.evaluation.sbir import rank_by_sbir, save_sbir, train_sbir
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import atomic_dir, list_images, load_image_files, load_image_folder, write_json
-from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.runtime import get_param, repo_root, section
 
 POOL = Path("data/photosketch/pool")
@@ -42,7 +42,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "photosketch.pool_size)"
         )
     with tracked_stage("baselines", params, ("baselines", "photosketch")) as summary:
-        user = load_image_folder(root / "data/sketches/images", "L")
+        user = load_image_folder(root / user_sketch_dir(params), "L")
         pool_sketches = load_image_folder(root / POOL / "sketches", "L")
         chamfer_idx = rank_by_chamfer(pool_sketches, user, top_n, reduce=reduce)
         _copy_selection(pool_files, chamfer_idx, root / OUT / "chamfer")

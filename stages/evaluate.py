@@ -30,7 +30,7 @@ from sketchgan.evaluation.features import (
 )
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, write_json
-from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.runtime import repo_root, section
 
 METRICS = Path("reports/metrics.json")
@@ -60,7 +60,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         extractor = select_extractor(str(cfg.get("features", "auto")), device, evaluator)
         ref = cached_features(root / "data/eval/images", extractor, root / FEATURES / "eval.npz")
         net, _ = load_sketch_net(root / "models/pretrained/photosketch.pt", device)
-        user = load_image_folder(root / "data/sketches/images", "L")
+        user = load_image_folder(root / user_sketch_dir(params), "L")
         target = _target(params) if evaluator is not None else None
         results: dict[str, dict[str, Any]] = {}
         for name, folder in SETS.items():

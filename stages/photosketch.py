@@ -19,12 +19,11 @@ from sketchgan.data.sketch_import import load_real_images
 from sketchgan.evaluation.sampling import sample_folder
 from sketchgan.evaluation.sketching import sketch_folder
 from sketchgan.io import atomic_dir, sha256_file
-from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.pipeline import PHOTO_SKETCHES, device_of, tracked_stage
 from sketchgan.runtime import get_param, repo_root, section
 from sketchgan.training.finetune import load_finetuned_generator
 
 OUT = Path("data/photosketch")
-PHOTO_SKETCHES = Path("data/photo_sketches")
 PRETRAINED = Path("models/pretrained")
 CACHE = Path("outputs/.cache/photosketch")
 POOL_SEED_OFFSET = 1_000_003  # the pool never shares latent codes with the `sample` stage

@@ -10,7 +10,7 @@ import torch
 
 from sketchgan import tracking
 from sketchgan.io import list_images, load_image_files, save_grid
-from sketchgan.pipeline import SUMMARY_DIR, tracked_stage
+from sketchgan.pipeline import SUMMARY_DIR, tracked_stage, user_sketch_dir
 from sketchgan.report import render_report
 from sketchgan.runtime import repo_root
 
@@ -25,7 +25,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "title": "sketchgan benchmark: embedded world"
             if not (params.get("checkpoints") or {}).get("generator")
             else "sketchgan benchmark",
-            "sketches": root / "data/sketches/images",
+            "sketches": root / user_sketch_dir(params),
             "grids": {
                 "fine-tuned (best-FID iteration)": root / "outputs/samples/finetuned",
                 "original model": root / "outputs/samples/original",
@@ -47,7 +47,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             root / "reports/benchmark.html",
             context,
         )
-        _readme_figure(root, root / README_FIGURE)
+        _readme_figure(root, root / user_sketch_dir(params), root / README_FIGURE)
         tracking.log_artifact(root / "reports/benchmark.html")
         tracking.log_artifact(root / "reports/benchmark.md")
         summary["timings"] = context["timings"]
@@ -79,14 +79,14 @@ def _timings(root: Path) -> dict[str, float]:
     return out
 
 
-def _readme_figure(root: Path, out: Path, n: int = 8) -> None:
+def _readme_figure(root: Path, sketches: Path, out: Path, n: int = 8) -> None:
     """Rows: user sketches, original samples, the same latent codes after fine-tuning."""
     rows = []
     for folder, mode in (
-        ("data/sketches/images", "L"),
-        ("outputs/samples/original", "RGB"),
-        ("outputs/samples/finetuned", "RGB"),
+        (sketches, "L"),
+        (root / "outputs/samples/original", "RGB"),
+        (root / "outputs/samples/finetuned", "RGB"),
     ):
-        images = load_image_files(list_images(root / folder)[:n], mode)
+        images = load_image_files(list_images(folder)[:n], mode)
         rows.append(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
     save_grid(torch.cat(rows), out, nrow=n)

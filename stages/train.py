@@ -22,7 +22,7 @@ from sketchgan.evaluation.features import extract_features, select_extractor
 from sketchgan.evaluation.metrics import fid_from_features
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
-from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.runtime import repo_root, section
 from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
 from sketchgan.training.state import tensor_fingerprint
@@ -43,7 +43,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         {**raw, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
     )
     with tracked_stage("train", params, ("train",)) as summary:
-        sketches = load_image_folder(root / _sketch_dir(params), "L")
+        sketches = load_image_folder(root / user_sketch_dir(params), "L")
         reg = load_image_folder(root / "data/image_reg/images", "RGB") if cfg.l_image > 0 else None
         run_dir = root / RUNS / _run_key(cfg, root, sketches, reg)
         eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
@@ -75,13 +75,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         if run_id is not None:
             write_json(root / OUT_MODEL / "mlflow_run.json", {"run_id": run_id})
     return summary
-
-
-def _sketch_dir(params: dict[str, Any]) -> Path:
-    """The user's sketches, or the sketches the photosketch stage made from the user's photos."""
-    if (params.get("photosketch") or {}).get("user_photos"):
-        return Path("data/photo_sketches")
-    return Path("data/sketches/images")
 
 
 def _run_key(cfg: FinetuneConfig, root: Path, sketches: torch.Tensor, reg: Any) -> str:

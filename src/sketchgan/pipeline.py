@@ -18,6 +18,18 @@ from sketchgan.io import write_json
 from sketchgan.runtime import pick_device, repo_root, seed_everything
 
 SUMMARY_DIR = Path("reports/stages")
+USER_SKETCHES = Path("data/sketches/images")
+PHOTO_SKETCHES = Path("data/photo_sketches")
+
+
+def user_sketch_dir(params: dict[str, Any]) -> Path:
+    """The sketches the user asked for: drawn ones (``prepare``: synthetic or
+    ``prepare.user_sketches``) or, with ``photosketch.user_photos``, the sketches the photosketch
+    stage made from their photos. Training, the Chamfer baseline, the sketch metrics and the
+    report all read this one folder, so they never disagree about what "the sketches" are."""
+    if (params.get("photosketch") or {}).get("user_photos"):
+        return PHOTO_SKETCHES
+    return USER_SKETCHES
 
 
 def stage_params(params: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ import json
 import math
 import sqlite3
 
+import numpy as np
 import pytest
+from PIL import Image
 
 STAGES = (
     "prepare",
@@ -73,3 +75,19 @@ def test_all_stages_end_to_end(tiny_project):
     params["train"]["iters"] = 2
     summary = importlib.import_module("stages.train").run(params)
     assert summary["steps"] == 2 and summary["resumed_from"] == 0
+    # ... and every later stage measures against those same sketches (one shared folder choice).
+    # The tiny sketch net draws blank pages, so stand in upside-down copies of the user sketches.
+    photo_dir = root / "data/photo_sketches"
+    for path in photo_dir.glob("*.png"):
+        path.unlink()
+    for i, src in enumerate(sorted((root / "data/sketches/images").glob("*.png"))):
+        Image.open(src).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(photo_dir / f"{i:04d}.png")
+    figure = root / "reports/figures/readme.png"  # its top row shows the sketches
+    before = figure.read_bytes()
+    for name in ("baselines", "evaluate", "report"):
+        importlib.import_module(f"stages.{name}").run(params)
+    assert figure.read_bytes() != before
+    first = np.asarray(Image.open(photo_dir / "0000.png").convert("L")).astype(int)
+    h, w = first.shape
+    tile = np.asarray(Image.open(figure).convert("L"))[2 : 2 + h, 2 : 2 + w]  # grid pad 2
+    assert np.abs(tile - first).max() <= 1
