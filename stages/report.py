@@ -6,24 +6,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sketchgan import tracking
-from sketchgan.io import list_images, load_image_files, save_grid
+from sketchgan.io import list_images, load_image_files
 from sketchgan.pipeline import SUMMARY_DIR, tracked_stage, user_sketch_dir
-from sketchgan.report import render_report
+from sketchgan.report import comparison_panel, render_report
 from sketchgan.runtime import repo_root
 
 README_FIGURE = Path("reports/figures/readme.png")
+PANEL_CAPTION = (
+    "user sketches; original model; fine-tuned, same z; real scenes of the pose; "
+    "Chamfer and SBIR baselines (4x, nearest neighbour)"
+)
 STAGES = ("prepare", "pretrain", "photosketch", "train", "sample", "baselines", "evaluate")
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     root = repo_root()
     with tracked_stage("report", params, ()) as summary:
+        _readme_figure(root, root / user_sketch_dir(params), root / README_FIGURE)
         context = {
             "title": "sketchgan benchmark: embedded world"
-            if not (params.get("checkpoints") or {}).get("generator")
+            if not (params.get("prepare") or {}).get("real_images")
             else "sketchgan benchmark",
             "sketches": root / user_sketch_dir(params),
             "grids": {
@@ -33,7 +36,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 "SBIR baseline": root / "outputs/baselines/sbir",
                 "eval set (real scenes of the target pose)": root / "data/eval/images",
             },
-            "figures": _figures(root),
+            "figures": {PANEL_CAPTION: root / README_FIGURE, **_figures(root)},
             "losses": {
                 "fine-tuning": root / "outputs/train/losses.csv",
                 "pretraining": root / "outputs/pretrain/losses.csv",
@@ -47,7 +50,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             root / "reports/benchmark.html",
             context,
         )
-        _readme_figure(root, root / user_sketch_dir(params), root / README_FIGURE)
         tracking.log_artifact(root / "reports/benchmark.html")
         tracking.log_artifact(root / "reports/benchmark.md")
         summary["timings"] = context["timings"]
@@ -80,13 +82,16 @@ def _timings(root: Path) -> dict[str, float]:
 
 
 def _readme_figure(root: Path, sketches: Path, out: Path, n: int = 8) -> None:
-    """Rows: user sketches, original samples, the same latent codes after fine-tuning."""
+    """The README/report panel: sketches, original vs fine-tuned (same z), real scenes of the
+    pose and both baselines' retrievals, each enlarged 4x (nearest neighbour)."""
     rows = []
-    for folder, mode in (
-        (sketches, "L"),
-        (root / "outputs/samples/original", "RGB"),
-        (root / "outputs/samples/finetuned", "RGB"),
+    for label, folder, mode in (
+        ("user sketches", sketches, "L"),
+        ("original model", root / "outputs/samples/original", "RGB"),
+        ("fine-tuned (same z)", root / "outputs/samples/finetuned", "RGB"),
+        ("real scenes of the pose", root / "data/eval/images", "RGB"),
+        ("Chamfer baseline", root / "outputs/baselines/chamfer", "RGB"),
+        ("SBIR baseline", root / "outputs/baselines/sbir", "RGB"),
     ):
-        images = load_image_files(list_images(folder)[:n], mode)
-        rows.append(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
-    save_grid(torch.cat(rows), out, nrow=n)
+        rows.append((label, load_image_files(list_images(folder)[:n], mode)))
+    comparison_panel(rows, out)

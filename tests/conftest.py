@@ -17,6 +17,7 @@ def tiny_params() -> dict:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p = copy.deepcopy(p)
     p["device"] = "cpu"
+    p["checkpoints"].update(source="train")  # pretrain it yourself, tiny (the zoo is 32 px)
     p["prepare"].update(size=16, n_pretrain=200, n_image_reg=40, n_eval=60, n_sketches=4)
     p["pretrain"].update(
         style_dim=32,

@@ -187,7 +187,7 @@ def test_empty_losses_and_partial_metrics(tmp_path: Path) -> None:
     )
     md = (tmp_path / "b.md").read_text()
     rows = _table_rows(md, "| method | role | FID")
-    assert rows == [["original", "original", *["—"] * 7, "10", "—", "—", "—"]]
+    assert rows == [["original", "original", *["—"] * 8, "10", "—", "—", "—"]]
     assert "finetune: not run" in _section(md, "Training curves")
     assert _section(md, "Best-FID vs last iteration").strip().startswith("not run")
 

@@ -42,3 +42,17 @@ def test_get_param_checks():
         get_param(cfg, "mode", str, "train", choices=("a", "b"))
     with pytest.raises(SketchganError, match="'train.missing' is missing"):
         get_param(cfg, "missing", int, "train")
+
+
+def test_repo_root_is_the_stage_workdir_under_dvc(tmp_path, monkeypatch):
+    """`dvc exp run --temp/--queue` runs stages in .dvc/tmp/exps/<x> with DVC_ROOT = parent."""
+    from sketchgan.runtime import repo_root
+
+    exp = tmp_path / ".dvc/tmp/exps/run1"
+    exp.mkdir(parents=True)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(exp)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    assert repo_root() == tmp_path  # outside DVC: DVC_ROOT as set
+    monkeypatch.setenv("DVC_STAGE", "train")
+    assert repo_root() == exp  # inside a DVC stage: its own workspace copy

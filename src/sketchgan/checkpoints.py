@@ -49,6 +49,11 @@ _DOWNLOAD_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REGISTRY_FILE = "known_checkpoints.yaml"
+# The embedded model zoo: weights shipped inside the package, one registry file beside them.
+ZOO_DIR = "zoo"
+_ZOO_REGISTRY_FILE = "zoo/zoo.yaml"
+#: URL scheme of a file shipped in the package (``package:zoo/<file>``), resolved in place.
+PACKAGE_SCHEME = "package:"
 _REGISTRY_REQUIRED = ("kind", "url", "sha256", "wrapper_key", "config")
 
 _log = logging.getLogger(__name__)
@@ -343,13 +348,26 @@ def extract_member(
 # --------------------------------------------------------------------------- registry
 
 
-def known_checkpoints() -> dict[str, dict[str, Any]]:
-    """All registry entries (package data ``known_checkpoints.yaml``), checked for shape."""
-    text = importlib.resources.files("sketchgan").joinpath(_REGISTRY_FILE).read_text()
-    data = yaml.safe_load(text)
+def _read_registry(resource: str, required: bool) -> dict[str, dict[str, Any]]:
+    ref = importlib.resources.files("sketchgan").joinpath(resource)
+    if not ref.is_file():
+        if required:
+            raise SketchganError(f"{resource}: registry file missing from the installed package")
+        return {}
+    data = yaml.safe_load(ref.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), dict):
-        raise SketchganError(f"{_REGISTRY_FILE}: expected a top-level 'checkpoints' mapping")
-    entries = data["checkpoints"]
+        raise SketchganError(f"{resource}: expected a top-level 'checkpoints' mapping")
+    return data["checkpoints"]
+
+
+def known_checkpoints() -> dict[str, dict[str, Any]]:
+    """All registry entries: published weights (``known_checkpoints.yaml``) and the embedded
+    zoo shipped in the package (``zoo/zoo.yaml``), each checked for shape."""
+    entries = dict(_read_registry(_REGISTRY_FILE, required=True))
+    for name, entry in _read_registry(_ZOO_REGISTRY_FILE, required=False).items():
+        if name in entries:
+            raise SketchganError(f"{_ZOO_REGISTRY_FILE}: '{name}' is also in {_REGISTRY_FILE}")
+        entries[name] = entry
     for name, entry in entries.items():
         _validate_entry(name, entry)
     return entries
@@ -392,7 +410,32 @@ def resolve_checkpoint(name_or_path_or_url: str, cache_dir: str | os.PathLike) -
     return _resolve_entry(known_checkpoint(value), Path(cache_dir))
 
 
+def packaged_file(relative: str) -> Path:
+    """Filesystem path of a file shipped inside the installed package (the model zoo)."""
+    return Path(str(importlib.resources.files("sketchgan").joinpath(relative)))
+
+
+def _resolve_packaged(entry: dict[str, Any]) -> Path:
+    """A zoo file, in place, after its sha256 matched the pin: a damaged install is one line."""
+    relative = entry["url"][len(PACKAGE_SCHEME) :]
+    path = packaged_file(relative)
+    where = f"checkpoint '{entry['name']}' (sketchgan/{relative})"
+    if not path.is_file():
+        raise SketchganError(f"{where}: file missing from the installed package; reinstall it")
+    if entry["sha256"] is None:
+        raise SketchganError(f"{where}: the zoo registry pins no sha256")
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        raise SketchganError(
+            f"{where}: sha256 {actual[:12]}... does not match the pinned "
+            f"{entry['sha256'][:12]}...; the file is damaged or was replaced (reinstall sketchgan)"
+        )
+    return path
+
+
 def _resolve_entry(entry: dict[str, Any], cache_dir: Path) -> Path:
+    if str(entry["url"]).startswith(PACKAGE_SCHEME):
+        return _resolve_packaged(entry)
     if entry.get("download") == "manual":
         member = entry.get("archive_member")
         then = f"unzip it and pass the path of {member}" if member else "pass its local path"

@@ -193,7 +193,9 @@ def ui(
 def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # stages/ lives at the repo root; make it importable when run from a checkout
-    root = os.environ.get("DVC_ROOT", os.getcwd())
+    from sketchgan.runtime import repo_root  # torch: imported only when a command runs
+
+    root = str(repo_root())
     if root not in sys.path:
         sys.path.insert(0, root)
     app()

@@ -84,6 +84,16 @@ METRICS: tuple[tuple[str, str, str, bool], ...] = (
     ("chamfer", "sketch Chamfer ↓", "{:.4f}", True),
     ("shape_match", "shape match ↑", "{:.3f}", False),
     ("target_match", "target match ↑", "{:.3f}", False),
+    ("colour_spread", "colour spread", "{:.3f}", False),
+)
+DEFINITIONS = (
+    "*Target match*: the share of samples that the world evaluator reads as the sketched shape "
+    "with every pose attribute inside the sketched pose's ranges. "
+    "*Shape match*: the share it reads as the sketched shape, in any pose. "
+    "*Sketch Chamfer*: the mean distance in pixels from each sample's sketch (sketch network) to "
+    "the nearest user sketch (symmetric Chamfer, lower = closer). "
+    "*Colour spread*: the standard deviation over samples of each image's mean colour "
+    "(diversity of appearance; compare with the original model's)."
 )
 _ROLE_ORDER = {"method": 0, "original": 1, "baseline": 2, "ablation": 3}
 
@@ -265,6 +275,7 @@ def _metrics_sections(metrics: dict[str, Any] | None, metrics_path: Path) -> lis
         f"{MISSING_CELL} = not computed for that method."
     )
     results.blocks.append(metrics_table(methods))
+    results.blocks.append(DEFINITIONS)
     table = best_last_table(methods)
     history.blocks.append(
         table if table is not None else f"{NOT_RUN} (no 'last' figures in {metrics_path})."
@@ -702,3 +713,49 @@ def render_report(
     out_md.parent.mkdir(parents=True, exist_ok=True)
     write_text(out_md, to_markdown(title, sections, out_md.parent))
     write_text(out_html, to_html(title, sections))
+
+
+# --------------------------------------------------------------------------- comparison panel
+
+PANEL_PAD = 2
+PANEL_LABEL_WIDTH = 150
+
+
+def panel_tile_origin(row: int, col: int, size: int, zoom: int = 4) -> tuple[int, int]:
+    """Pixel (x, y) of the top-left corner of tile (row, col) in :func:`comparison_panel`."""
+    step = size * zoom + PANEL_PAD
+    return PANEL_LABEL_WIDTH + PANEL_PAD + col * step, PANEL_PAD + row * step
+
+
+def comparison_panel(
+    rows: Sequence[tuple[str, torch.Tensor]], path: str | os.PathLike, zoom: int = 4
+) -> Path:
+    """One labelled picture of several image rows, each enlarged ``zoom`` x (nearest neighbour).
+
+    At 32 px a shape is a few dozen pixels; a reader judges "does it follow the sketch" only
+    when every pixel stays a crisp block, so no smoothing is applied. ``rows``: (label, images in
+    [-1, 1], (N, 1 or 3, H, W)); grey rows are shown as RGB.
+    """
+    from PIL import Image, ImageDraw
+
+    if not rows:
+        raise SketchganError("comparison_panel: no rows")
+    size = int(rows[0][1].shape[-1])
+    ncol = max(int(images.shape[0]) for _, images in rows)
+    width = panel_tile_origin(0, ncol, size, zoom)[0]
+    height = panel_tile_origin(len(rows), 0, size, zoom)[1]
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(rows):
+        x0, y0 = panel_tile_origin(r, 0, size, zoom)
+        draw.text((6, y0 + size * zoom // 2 - 6), label, fill=(0, 0, 0))
+        rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        arr = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        for c, tile in enumerate(arr.numpy()):
+            big = Image.fromarray(tile).resize((size * zoom,) * 2, Image.Resampling.NEAREST)
+            canvas.paste(big, panel_tile_origin(r, c, size, zoom))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        canvas.save(tmp, format="PNG")
+    return out

@@ -34,7 +34,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def repo_root() -> Path:
-    """The project root: DVC_ROOT inside ``dvc repro``/``dvc exp run``, else the cwd."""
+    """The project root whose data, models and outputs a stage reads and writes.
+
+    Under DVC (``DVC_STAGE`` set) it is the working directory DVC runs the stage in: for
+    ``dvc exp run --temp``/``--queue`` that is the experiment's own copy in ``.dvc/tmp/exps``,
+    while ``DVC_ROOT`` still names the parent workspace (which is where the MLflow store
+    stays, see ``tracking``). Outside DVC, ``DVC_ROOT`` if set, else the cwd.
+    """
+    if os.environ.get("DVC_STAGE"):
+        return Path(os.getcwd())
     return Path(os.environ.get("DVC_ROOT", os.getcwd()))
 
 

@@ -150,3 +150,15 @@ def test_cleanfid_numbers_agree_when_importable():
     theirs = fid_module.kernel_distance(a, b, num_subsets=50, max_subset_size=100)
     ours = metrics.kid_from_features(a, b, num_subsets=50, subset_size=100)
     assert ours == pytest.approx(theirs, rel=0.15)  # different random subsets, same estimator
+
+
+def test_colour_spread_measures_appearance_diversity():
+    from sketchgan.evaluation.metrics import colour_spread
+
+    rng = np.random.default_rng(0)
+    varied = rng.uniform(-1, 1, (64, 3, 1, 1)) * np.ones((1, 1, 8, 8))
+    one_tint = np.broadcast_to(varied[:1], varied.shape)
+    assert colour_spread(one_tint) == pytest.approx(0.0, abs=1e-12)
+    assert colour_spread(varied) == pytest.approx(float(varied[:, :, 0, 0].std(0).mean()))
+    with pytest.raises(SketchganError, match="colour_spread"):
+        colour_spread(varied[:1])

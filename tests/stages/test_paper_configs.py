@@ -111,7 +111,12 @@ def test_pretrain_stage_imports_published_style_checkpoints(served, tiny_project
     save_sketch_checkpoint(www / "photosketch.pt", ResnetGenerator(**net_cfg), net_cfg)
 
     stage = importlib.import_module("stages.pretrain")
-    params["checkpoints"].update(generator=f"{url}/full.pt", photosketch=f"{url}/photosketch.pt")
+    params["checkpoints"].update(
+        source="registry",
+        generator=f"{url}/full.pt",
+        photosketch=f"{url}/photosketch.pt",
+        evaluator=None,
+    )
     params["prepare"]["real_images"] = "photos"  # no world evaluator for real data
     params["tracking"]["enabled"] = False
     stage.run(params)

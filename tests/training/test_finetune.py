@@ -143,6 +143,16 @@ def test_mapping_mode_changes_only_style_parameters(inputs, tmp_path):
     assert d_group["betas"] == pytest.approx((0.0, 0.99 ** (2 / 3)))
 
 
+def test_g_lr_sets_only_the_generator_optimiser(inputs, tmp_path):
+    res = _run(inputs, tmp_path, _cfg(iters=1, g_lr=0.15))
+    groups = _load(tmp_path / "checkpoint.pt")["shared"]
+    assert groups["g_optim"]["param_groups"][0]["lr"] == pytest.approx(0.15)
+    assert groups["d_optim"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 2 / 3)
+    assert res.steps == 1
+    with pytest.raises(SketchganError, match=r"'train\.g_lr'"):
+        ft.FinetuneConfig(g_lr=0)
+
+
 def test_w_shift_mode_learns_only_the_shift(inputs, tmp_path):
     res = _run(inputs, tmp_path, _cfg(iters=2, tune="w_shift", l_image=0.0))
     before, out = _load(inputs[0]), _load(res.last_path)

@@ -7,6 +7,8 @@ produced the arrays: the clean-fid Inception path and the world-evaluator fallba
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sketchgan.errors import SketchganError
@@ -172,3 +174,16 @@ def precision_recall(
     precision = _coverage(real, _knn_radii(real, k), fake)
     recall = _coverage(fake, _knn_radii(fake, k), real)
     return {"precision": precision, "recall": recall}
+
+
+def colour_spread(images: Any) -> float:
+    """Diversity of colour: std over samples of each image's mean colour, averaged over RGB.
+
+    A model bent towards a few sketches can keep FID moderate while every sample drifts to one
+    tint; this number shows that collapse directly (compare it with the original model's).
+    ``images``: (N, 3, H, W) in [-1, 1], tensor or array.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 2:
+        raise SketchganError(f"colour_spread: expected (N>=2, 3, H, W) images, got {x.shape}")
+    return float(x.mean(axis=(2, 3)).std(axis=0).mean())

@@ -121,6 +121,10 @@ class FinetuneConfig:
     iters: int = 75_001
     batch: int = 4
     lr: float = 0.002
+    # G's lr when it must differ from the discriminators' (null = lr, as in the paper): the
+    # mapping tensors carry an lr multiplier of 0.01, so at a fraction of the paper's iterations
+    # they travel that fraction of the paper's distance (reports/bench_mapping_budget.md)
+    g_lr: float | None = None
     l_image: float = 0.7  # image-D adversarial weight; 0 drops the image D entirely
     l_weight: float = 0.0  # L1 pull of the tuned tensors towards the pretrained values
     r1: float = 10.0
@@ -165,6 +169,8 @@ class FinetuneConfig:
             # The discriminator's minibatch-stddev layer splits the batch into groups of 4.
             raise _fail("batch", f"must be <= 4 or a multiple of 4, got {self.batch}")
         _check_float(self, "lr", 0.0, strict=True)
+        if self.g_lr is not None:
+            _check_float(self, "g_lr", 0.0, strict=True)
         _check_float(self, "l_image", 0.0)
         _check_float(self, "l_weight", 0.0)
         _check_float(self, "r1", 0.0)
@@ -583,7 +589,7 @@ class _Trainer:
         self._select_trainable()
         self.d_params = [p for d in self._ds() for p in d.parameters()]
         k = cfg.d_reg_every
-        self.g_optim = _adam(self.g_trained, cfg.lr, 1.0)
+        self.g_optim = _adam(self.g_trained, cfg.lr if cfg.g_lr is None else cfg.g_lr, 1.0)
         self.d_optim = _adam(self.d_params, cfg.lr, k / (k + 1))
         fp16 = self.amp == "fp16"
         self.g_scaler = torch.amp.GradScaler("cuda", enabled=fp16)

@@ -1,0 +1,88 @@
+"""Shape/pose of the samples along one fine-tuning run (how fast does a tuning mode move G?).
+
+Run inside a project where `sketchgan prepare` and `sketchgan pretrain` have written data/ and
+models/pretrained/ (evaluator, photosketch). Fine-tunes GEN with FinetuneConfig overrides,
+resuming the same run up to each listed iteration count, and after each prints one JSON line
+with the share of 1,000 fixed-seed samples (psi 1) in the target pose (``target``), read as
+stars (``shape``), their colour spread, and FID against data/eval in world-evaluator features.
+
+Usage:
+    .venv/bin/python reports/bench_finetune_curve.py GEN NAME 250,500,1000 '{"tune": "mapping"}'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sketchgan.data import world
+from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
+from sketchgan.evaluation.metrics import colour_spread, fid_from_features
+from sketchgan.evaluation.sampling import generate_images
+from sketchgan.io import load_image_folder, save_grid
+from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+
+TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
+
+
+@torch.no_grad()
+def _measure(g, evaluator, ref_feats, it: int, name: str, work: Path) -> dict:
+    imgs = torch.cat([generate_images(g, range(i, i + 250), 12345) for i in range(0, 1000, 250)])
+    pred = predict_attributes(evaluator, imgs)
+    save_grid(imgs[:32], work / f"curve_{name}_{it:06d}.png", nrow=8)
+    feats = evaluator.features(imgs).numpy()
+    return {
+        "name": name,
+        "it": it,
+        "target": float(world.matches_target(pred, world.TargetSpec.from_dict(TARGET)).mean()),
+        "shape": float((pred["shape"] == "star").mean()),
+        "colour_spread": round(colour_spread(imgs), 4),
+        "fid": round(fid_from_features(feats, ref_feats), 2),
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("NT", "1")))
+    gen, name = sys.argv[1], sys.argv[2]
+    iters = [int(x) for x in sys.argv[3].split(",")]
+    over = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    work = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
+    work.mkdir(parents=True, exist_ok=True)
+    evaluator = load_evaluator("models/pretrained/evaluator.pt")
+    with torch.no_grad():
+        ref = evaluator.features(load_image_folder("data/eval/images", "RGB")).numpy()
+    sketches = load_image_folder(Path("data/sketches/images"), "L")
+    reg = load_image_folder(Path("data/image_reg/images"), "RGB")
+    g0 = load_finetuned_generator(gen, "cpu")
+    print(json.dumps(_measure(g0, evaluator, ref, 0, name, work)), flush=True)
+    out = work / f"ftcurve_{name}"
+    start = time.perf_counter()
+    for it in iters:
+        settings = {
+            "iters": it,
+            "eval_every": 0,
+            "sample_every": 0,
+            "checkpoint_every": 250,
+            "log_every": 25,
+            "device": "cpu",
+            "handle_signals": False,
+            **over,
+        }
+        result = finetune(
+            FinetuneConfig(**settings), gen, "models/pretrained/photosketch.pt", sketches, reg, out
+        )
+        g = load_finetuned_generator(out / "generator_last.pt", "cpu")
+        row = _measure(g, evaluator, ref, it, name, work)
+        row.update(
+            ms_per_iter=round(result.ms_per_iter, 1), wall_s=round(time.perf_counter() - start)
+        )
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Build the embedded model zoo shipped in the package: weights, sha256 pins and provenance.
+
+Takes the generator of a long pretraining run (``reports/pretrain_long.py``), trains the sketch
+net on world (scene, contour) pairs with the ``pretrain_sketch`` settings of params.yaml, takes
+the world evaluator the run was scored with, scores the generator at the issue's bar (g_ema,
+psi 1, 10,000 samples vs 10,000 fresh renders, evaluator features), and writes
+``src/sketchgan/zoo/{world32-stylegan2,world32-photosketch,world32-evaluator}.pt`` plus
+``src/sketchgan/zoo/zoo.yaml`` (the registry entries: kind, sha256, config, provenance).
+
+Usage:
+    .venv/bin/python reports/build_zoo.py --run outputs/zoo/runA --it 12000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from sketchgan.checkpoints import load_discriminator, load_generator, save_generator_checkpoint
+from sketchgan.data import world
+from sketchgan.evaluation.evaluator import load_evaluator
+from sketchgan.evaluation.zoo_quality import generator_quality, real_vs_real_efid
+from sketchgan.io import save_torch, sha256_file
+from sketchgan.training.pretrain import SketchNetConfig, train_sketch_net
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "src/sketchgan/zoo"
+
+
+def _git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _curve(run: Path, upto: int) -> list[dict]:
+    rows = [json.loads(x) for x in (run / "curve.jsonl").read_text().splitlines() if x]
+    return [r for r in rows if r["it"] <= upto]
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def build_generator(run: Path, it: int, cmd: str, commit: str) -> dict:
+    src = run / f"generator_{it:06d}.pt"
+    g_ema, cfg = load_generator(src)
+    g, _ = load_generator(src, key="g")
+    d, _ = load_discriminator(src)
+    dest = ZOO / "world32-stylegan2.pt"
+    save_generator_checkpoint(dest, g_ema, g=g, d=d, config=cfg)
+    curve = _curve(run, it)
+    settings = json.loads((run / "settings.json").read_text())
+    evaluator = load_evaluator(ZOO / "world32-evaluator.pt")
+    t0 = time.time()
+    quality = generator_quality(g_ema, evaluator, n=10000, seed=0)
+    quality["real_vs_real_efid"] = real_vs_real_efid(evaluator, n=10000)
+    print(f"scored in {time.time() - t0:.0f} s: {json.dumps(_rounded(quality))}", flush=True)
+    return {
+        "kind": "sketchgan_generator",
+        "url": "package:zoo/world32-stylegan2.pt",
+        "sha256": sha256_file(dest),
+        "wrapper_key": "g_ema",
+        "config": cfg,
+        "download": "auto",
+        "notes": "embedded world, 32 px StyleGAN2 (g_ema, g, d); the default generator",
+        "provenance": {
+            "command": cmd,
+            "pretraining_command": settings["command"],
+            "git_commit": commit,
+            "training_data": (
+                f"sketchgan.data.world.render_scenes({settings['scenes']}, 32, seed=0)"
+            ),
+            "settings": settings["over"],
+            "iterations": it,
+            "kimg": curve[-1]["kimg"],
+            "train_wall_s": round(sum(r["chunk_train_s"] for r in curve)),
+            "machine": f"{_cpu_model()}, {settings['threads']} thread(s), CPU, torch "
+            f"{torch.__version__}",
+            "quality": {
+                "protocol": "g_ema psi 1, 10,000 samples vs 10,000 fresh renders, world-evaluator "
+                "features (world32-evaluator), precision/recall k=3",
+                **_rounded(quality),
+            },
+        },
+    }
+
+
+def build_sketch_net(cmd: str, commit: str, reuse: bool = False) -> dict:
+    """Train the sketch net (or, with ``reuse``, take the last one trained here as it is)."""
+    work = ROOT / "outputs/zoo/sketch_net"
+    if reuse and (work / "entry.json").is_file():
+        entry = json.loads((work / "entry.json").read_text())
+        (ZOO / "world32-photosketch.pt").write_bytes((work / "photosketch.pt").read_bytes())
+        entry["sha256"] = sha256_file(ZOO / "world32-photosketch.pt")
+        return entry
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg = SketchNetConfig.from_dict({**params["pretrain_sketch"], "seed": 0, "device": "cpu"})
+    images, contours, _ = world.render_scenes(10000, 32, seed=0)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    t0 = time.time()
+    info = train_sketch_net(x, torch.from_numpy(contours), cfg, work)
+    wall = time.time() - t0
+    dest = ZOO / "world32-photosketch.pt"
+    dest.write_bytes((work / "photosketch.pt").read_bytes())
+    entry = {
+        "kind": "sketchgan_photosketch",
+        "url": "package:zoo/world32-photosketch.pt",
+        "sha256": sha256_file(dest),
+        "wrapper_key": "state",
+        "config": cfg.model_config(),
+        "download": "auto",
+        "notes": "embedded world, 32 px image->contour net (PhotoSketch ResNet architecture)",
+        "provenance": {
+            "command": cmd,
+            "git_commit": commit,
+            "training_data": "sketchgan.data.world.render_scenes(10000, 32, seed=0) contours",
+            "settings": params["pretrain_sketch"],
+            "iterations": cfg.iterations,
+            "train_wall_s": round(wall, 1),
+            "machine": f"{_cpu_model()}, {torch.get_num_threads()} thread(s), CPU",
+            "quality": _rounded(
+                {k: float(v) for k, v in info.items() if k.startswith("val") and _num(v)}
+            ),
+        },
+    }
+    (work / "entry.json").write_text(json.dumps(entry, indent=1))
+    return entry
+
+
+def _num(v) -> bool:
+    return isinstance(v, int | float) or (isinstance(v, torch.Tensor) and v.numel() == 1)
+
+
+def build_evaluator(src: Path, cmd: str, commit: str) -> dict:
+    model = load_evaluator(src)
+    dest = ZOO / "world32-evaluator.pt"
+    save_torch({"state": model.state_dict(), "config": dict(model.config)}, dest)
+    return {
+        "kind": "world_evaluator",
+        "url": "package:zoo/world32-evaluator.pt",
+        "sha256": sha256_file(dest),
+        "wrapper_key": "state",
+        "config": {"size": int(model.config["size"]), "width": int(model.config["width"])},
+        "download": "auto",
+        "notes": "embedded world attribute net: fallback FID features and target match",
+        "provenance": {
+            "command": cmd,
+            "git_commit": commit,
+            "training": "sketchgan.evaluation.evaluator.train_evaluator(32, n_train=10000, "
+            "iters=1000, batch=64, seed=7) (params.yaml evaluator section, seed 0 + 7)",
+            "machine": f"{_cpu_model()}, CPU",
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--it", type=int, required=True)
+    ap.add_argument("--evaluator", type=Path, default=ROOT / "outputs/zoo/evaluator.pt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse-sketch", action="store_true", help="keep the last trained sketch net")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    ZOO.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join(["python", "reports/build_zoo.py", *sys.argv[1:]])
+    commit = _git_commit()
+    entries = {"world32-evaluator": build_evaluator(a.evaluator, cmd, commit)}
+    entries["world32-photosketch"] = build_sketch_net(cmd, commit, reuse=a.reuse_sketch)
+    entries["world32-stylegan2"] = build_generator(a.run, a.it, cmd, commit)
+    header = (
+        "# The embedded model zoo, shipped inside the package (written by reports/build_zoo.py;\n"
+        f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC). Resolved by name like\n"
+        "# known_checkpoints.yaml; a file whose sha256 differs from its pin is refused.\n"
+    )
+    text = yaml.safe_dump({"checkpoints": entries}, sort_keys=False, width=100)
+    (ZOO / "zoo.yaml").write_text(header + text)
+    total = sum(os.path.getsize(ZOO / f"{n}.pt") for n in entries)
+    print(f"zoo: {total / 1e6:.2f} MB in {len(entries)} files", flush=True)
+
+
+if __name__ == "__main__":
+    main()

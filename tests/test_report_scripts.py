@@ -1,0 +1,70 @@
+"""The benchmark scripts behind shipped artefacts: the long pretraining run resumes, and the
+comparison panel keeps every pixel of the images it enlarges."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sketchgan.checkpoints import packaged_file
+from sketchgan.report import comparison_panel, panel_tile_origin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _long_run(out: Path, iters: int) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        str(ROOT / "reports/pretrain_long.py"),
+        "--out",
+        str(out),
+        "--iters",
+        str(iters),
+        "--chunk",
+        "2",
+        "--scenes",
+        "64",
+        "--n-score",
+        "40",
+        "--evaluator",
+        str(packaged_file("zoo/world32-evaluator.pt")),
+        "--over",
+        json.dumps({"batch_size": 4, "channel_max": 8, "style_dim": 16}),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+
+
+def test_long_pretraining_run_scores_each_chunk_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    _long_run(out, 4)
+    rows = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
+    assert [r["it"] for r in rows] == [2, 4]
+    assert all(np.isfinite(r["efid"]) for r in rows)
+    first = (out / "generator.pt").read_bytes()
+    _long_run(out, 4)  # already done: nothing is trained or scored again
+    assert len((out / "curve.jsonl").read_text().splitlines()) == 2
+    assert (out / "generator.pt").read_bytes() == first
+    _long_run(out, 6)  # more iterations continue the same run
+    rows = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
+    assert [r["it"] for r in rows] == [2, 4, 6]
+    assert json.loads((out / "settings.json").read_text())["over"]["n_mlp"] == 2
+
+
+def test_comparison_panel_is_a_nearest_neighbour_enlargement(tmp_path):
+    torch.manual_seed(0)
+    rows = [("grey", torch.rand(3, 1, 8, 8) * 2 - 1), ("colour", torch.rand(2, 3, 8, 8) * 2 - 1)]
+    path = comparison_panel(rows, tmp_path / "panel.png", zoom=4)
+    panel = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    for r, (_, images) in enumerate(rows):
+        for c, img in enumerate(images):
+            x0, y0 = panel_tile_origin(r, c, 8, zoom=4)
+            block = panel[y0 : y0 + 32, x0 : x0 + 32]
+            want = ((img.expand(3, -1, -1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+            assert np.abs(block[::4, ::4] - want).max() <= 1
+            assert (block[1::4, 2::4] == block[::4, ::4]).all()  # crisp 4x4 blocks
