@@ -75,7 +75,7 @@ def _restore() -> None:
 def run_row(name: str, settings: list[str]) -> None:
     _restore()
     t0 = time.time()
-    args = [DVC, "exp", "run", "-n", f"abl-{name}", "-f"]
+    args = [DVC, "exp", "run", "-n", f"abl-{name}"]
     for s in settings:
         args += ["-S", s]
     _sh(*args)

@@ -170,6 +170,21 @@ def build_evaluator(src: Path, cmd: str, commit: str) -> dict:
     }
 
 
+def zoo_figure(path: Path, n: int = 10) -> None:
+    """4x nearest-neighbour panel: rows of shipped-generator samples (psi 1) and real renders."""
+    from sketchgan.report import comparison_panel
+
+    g, _ = load_generator(ZOO / "world32-stylegan2.pt")
+    z = torch.randn(3 * n, g.style_dim, generator=torch.Generator().manual_seed(2026))
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        fake = g.eval()([z])[0].clamp(-1, 1)
+    real = world.render_scenes(n, 32, seed=99)[0]
+    real_t = torch.from_numpy(real).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    rows = [(f"generator, psi 1 ({i + 1})", fake[i * n : (i + 1) * n]) for i in range(3)]
+    comparison_panel([*rows, ("real renders", real_t)], path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, required=True)
@@ -192,6 +207,7 @@ def main() -> None:
     )
     text = yaml.safe_dump({"checkpoints": entries}, sort_keys=False, width=100)
     (ZOO / "zoo.yaml").write_text(header + text)
+    zoo_figure(ROOT / "reports/figures/zoo_samples.png")
     total = sum(os.path.getsize(ZOO / f"{n}.pt") for n in entries)
     print(f"zoo: {total / 1e6:.2f} MB in {len(entries)} files", flush=True)
 
