@@ -65,7 +65,9 @@ COLUMNS = (
 
 def _sh(*cmd: str) -> None:
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    # the stages call the `sketchgan` CLI: the project's venv first on PATH, as `make` does
+    env = {**os.environ, "PATH": f"{ROOT / '.venv/bin'}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
 
 
 def _restore() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -58,7 +59,7 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     over = json.loads(a.over)
     settings = {
-        "command": " ".join(["python", "reports/pretrain_long.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "reports/pretrain_long.py", *sys.argv[1:]]),
         "scenes": a.scenes,
         "threads": a.threads,
         "over": {"n_mlp": 2, **over},
