@@ -28,9 +28,9 @@ import yaml
 
 from sketchgan.checkpoints import load_discriminator, load_generator, save_generator_checkpoint
 from sketchgan.data import world
-from sketchgan.evaluation.evaluator import load_evaluator
+from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator
 from sketchgan.evaluation.zoo_quality import generator_quality, real_vs_real_efid
-from sketchgan.io import save_torch, sha256_file
+from sketchgan.io import sha256_file
 from sketchgan.training.pretrain import SketchNetConfig, train_sketch_net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def _num(v) -> bool:
 def build_evaluator(src: Path, cmd: str, commit: str) -> dict:
     model = load_evaluator(src)
     dest = ZOO / "world32-evaluator.pt"
-    save_torch({"state": model.state_dict(), "config": dict(model.config)}, dest)
+    save_evaluator(model, dest)
     return {
         "kind": "world_evaluator",
         "url": "package:zoo/world32-evaluator.pt",

@@ -28,19 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sketchgan.checkpoints import load_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator, train_evaluator
 from sketchgan.evaluation.zoo_quality import generator_quality
-from sketchgan.models.stylegan2 import Generator
 from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
-
-
-def _load_g_ema(path: Path) -> Generator:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    c = ckpt["config"]
-    g = Generator(c["size"], c["style_dim"], c["n_mlp"], c["channel_multiplier"], c["channel_max"])
-    g.load_state_dict(ckpt["g_ema"])
-    return g.eval()
 
 
 def main() -> None:
@@ -91,7 +83,7 @@ def main() -> None:
         t0 = time.time()
         result = train_generator(x, cfg, a.out)
         train_s = time.time() - t0
-        g = _load_g_ema(a.out / "generator.pt")
+        g = load_generator(a.out / "generator.pt")[0].eval()
         q = generator_quality(g, evaluator, n=a.n_score, seed=1)
         shutil.copy(a.out / "samples.png", a.out / f"samples_{it:06d}.png")
         shutil.copy(a.out / "generator.pt", a.out / f"generator_{it:06d}.pt")

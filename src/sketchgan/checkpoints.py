@@ -50,7 +50,6 @@ _DOWNLOAD_TIMEOUT_S = 60
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REGISTRY_FILE = "known_checkpoints.yaml"
 # The embedded model zoo: weights shipped inside the package, one registry file beside them.
-ZOO_DIR = "zoo"
 _ZOO_REGISTRY_FILE = "zoo/zoo.yaml"
 #: URL scheme of a file shipped in the package (``package:zoo/<file>``), resolved in place.
 PACKAGE_SCHEME = "package:"
