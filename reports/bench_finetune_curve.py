@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
-from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+from sketchgan.training.finetune import FinetuneConfig, finetune
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
 

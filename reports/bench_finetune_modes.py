@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.sampling import generate_images
@@ -32,7 +33,6 @@ from sketchgan.training.finetune import (
     build_generator,
     finetune,
     generator_arch,
-    load_finetuned_generator,
 )
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.io import load_image_folder
-from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+from sketchgan.training.finetune import FinetuneConfig, finetune
 
 
 def main() -> None:

@@ -14,14 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sketchgan.checkpoints import load_sketch_net
+from sketchgan.checkpoints import load_finetuned_generator, load_sketch_net
 from sketchgan.data.sketch_import import load_real_images
 from sketchgan.evaluation.sampling import sample_folder
 from sketchgan.evaluation.sketching import sketch_folder
 from sketchgan.io import atomic_dir, sha256_file
 from sketchgan.pipeline import PHOTO_SKETCHES, device_of, tracked_stage
 from sketchgan.runtime import get_param, repo_root, section
-from sketchgan.training.finetune import load_finetuned_generator
 
 OUT = Path("data/photosketch")
 PRETRAINED = Path("models/pretrained")

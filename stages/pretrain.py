@@ -21,6 +21,7 @@ from sketchgan import tracking
 from sketchgan.checkpoints import (
     known_checkpoints,
     load_discriminator,
+    load_finetuned_generator,
     load_generator,
     load_sketch_net,
     resolve_checkpoint,
@@ -34,7 +35,6 @@ from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, save_grid, sha256_file
 from sketchgan.pipeline import device_of, tracked_stage
 from sketchgan.runtime import repo_root, section
-from sketchgan.training.finetune import load_finetuned_generator
 from sketchgan.training.pretrain import (
     GeneratorPretrainConfig,
     SketchNetConfig,

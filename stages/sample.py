@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.evaluation.sampling import sample_folder, write_visualisations
 from sketchgan.pipeline import device_of, tracked_stage
 from sketchgan.runtime import get_param, repo_root, section
-from sketchgan.training.finetune import load_finetuned_generator
 
 SAMPLES = Path("outputs/samples")
 FIGURES = Path("reports/figures/samples")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sketchgan import tracking
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.evaluation.features import extract_features, select_extractor
 from sketchgan.evaluation.metrics import fid_from_features
@@ -24,7 +25,7 @@ from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.runtime import repo_root, section
-from sketchgan.training.finetune import FinetuneConfig, finetune, load_finetuned_generator
+from sketchgan.training.finetune import FinetuneConfig, finetune
 from sketchgan.training.state import tensor_fingerprint
 
 PRETRAINED = Path("models/pretrained")

@@ -201,7 +201,11 @@ def load_into(
         source = source or "state dict"
         obj = path_or_state
     prefer = DEFAULT_PREFER if key is None else key
-    state = _fill_optional(extract_state(obj, prefer=prefer, source=source), model)
+    state = extract_state(obj, prefer=prefer, source=source)
+    adopt = getattr(model, "adopt_state_layout", None)
+    if adopt is not None:  # e.g. a generator growing the w_shift slot its file carries
+        adopt(state)
+    state = _fill_optional(state, model)
     verify_state_dict(state, model, source)
     model.load_state_dict(state, strict=True)
     return model
@@ -560,7 +564,24 @@ def load_generator(
     ``key`` picks the weights (``g_ema`` by default, ``g`` for the raw training generator); a
     bare state dict (GANSketching's netG.pth) is accepted with an explicit ``config``.
     """
-    return _load_network(path, device, GENERATOR_CONFIG_KEYS, _build_generator, key, config)
+    gen, cfg = _load_network(path, device, GENERATOR_CONFIG_KEYS, _build_generator, key, config)
+    legacy = load_checkpoint(path).get("w_shift") if key in ("g_ema", "g") else None
+    if torch.is_tensor(legacy) and gen.w_shift() is None:
+        # files of earlier versions kept the w_shift vector as a top-level entry
+        gen.add_w_shift(legacy.to(device))
+    return gen, cfg
+
+
+def load_finetuned_generator(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """A pretrained or fine-tuned generator (g_ema) in eval mode, ready to sample.
+
+    A w_shift fine-tune carries its vector in the state dict (``style.<n_mlp + 1>.w_shift``,
+    the reference's layout) and the generator grows the slot for it, so callers use it
+    exactly like a pretrained one.
+    """
+    return load_generator(path, device)[0].eval()
 
 
 def load_discriminator(

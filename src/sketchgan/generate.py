@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.sampling import sample_folder, sample_grid, weight_interpolation
+from sketchgan.models.stylegan2 import Generator
 from sketchgan.runtime import pick_device
-from sketchgan.training.finetune import build_generator, load_finetuned_generator
 
 
 def _generator(checkpoint: Path | None, random_config: dict[str, Any] | None, device):
@@ -22,7 +23,7 @@ def _generator(checkpoint: Path | None, random_config: dict[str, Any] | None, de
     if cfg.get("size", 0) < 4 or cfg["size"] & (cfg["size"] - 1):
         raise SketchganError(f"--size: must be a power of two >= 4, got {cfg.get('size')}")
     torch.manual_seed(0)
-    return build_generator(cfg).to(device).eval()
+    return Generator(**cfg).to(device).eval()
 
 
 def generate_samples(

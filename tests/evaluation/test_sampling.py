@@ -25,7 +25,7 @@ def gen() -> Generator:
 
 
 @pytest.fixture(scope="module")
-def gen_ft(gen: Generator) -> S.WShiftGenerator:
+def gen_ft(gen: Generator) -> Generator:
     """A "fine-tuned" model: mapping weights perturbed (as GANSketching trains) plus a w_shift."""
     torch.manual_seed(1)
     tuned = copy.deepcopy(gen)
@@ -122,17 +122,18 @@ def test_w_shift_wrapper_adds_shift_after_mapping(gen: Generator) -> None:
         b, _ = gen([gen.get_latent(z) + shift], input_is_latent=True, noise=noise)
     torch.testing.assert_close(a, b)
     twice = S.apply_w_shift(shifted, shift)
-    assert twice.generator is gen and torch.allclose(twice.w_shift, 2 * shift)
+    assert torch.allclose(twice.w_shift(), 2 * shift.reshape(1, -1))
+    assert gen.w_shift() is None  # the original is left alone (shifted copies)
+    assert f"style.{gen.n_mlp + 1}.w_shift" in shifted.state_dict()  # the reference's layout
     assert S.apply_checkpoint_shift(gen, {"g_ema": {}}) is gen
 
 
 def test_weight_interpolation_is_linear_in_parameters(gen: Generator, gen_ft) -> None:
     mixed = S.interpolate_generators(gen, gen_ft, 0.25)
-    base_ft = gen_ft.generator
-    w0, w1 = gen.style[1].weight, base_ft.style[1].weight
-    torch.testing.assert_close(mixed.generator.style[1].weight, 0.75 * w0 + 0.25 * w1)
-    torch.testing.assert_close(mixed.w_shift, 0.25 * gen_ft.w_shift)
-    assert mixed.generator is not gen and gen.style[1].weight is w0
+    w0, w1 = gen.style[1].weight, gen_ft.style[1].weight
+    torch.testing.assert_close(mixed.style[1].weight, 0.75 * w0 + 0.25 * w1)
+    torch.testing.assert_close(mixed.w_shift(), 0.25 * gen_ft.w_shift())
+    assert mixed is not gen and gen.style[1].weight is w0 and gen.w_shift() is None
 
 
 def test_model_interpolation_end_points(gen: Generator, gen_ft) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.errors import SketchganError
 from sketchgan.models.photosketch import ResnetGenerator
 from sketchgan.models.stylegan2 import Discriminator, Generator
@@ -156,15 +157,44 @@ def test_g_lr_sets_only_the_generator_optimiser(inputs, tmp_path):
 def test_w_shift_mode_learns_only_the_shift(inputs, tmp_path):
     res = _run(inputs, tmp_path, _cfg(iters=2, tune="w_shift", l_image=0.0))
     before, out = _load(inputs[0]), _load(res.last_path)
+    key = f"style.{ARCH['n_mlp'] + 1}.w_shift"  # the reference's layout: WShift after the MLP
+    assert set(out["g_ema"]) == set(before["g_ema"]) | {key}
     assert not _changed(before["g_ema"], out["g_ema"])
-    assert out["w_shift"].shape == (ARCH["style_dim"],) and out["w_shift"].abs().sum() > 0
-    assert "d_image" not in out
-    gen = ft.load_finetuned_generator(res.last_path)
+    shift = out["g_ema"][key]
+    assert shift.shape == (1, ARCH["style_dim"]) and shift.abs().sum() > 0
+    assert "w_shift" not in out and "d_image" not in out
+    gen = load_finetuned_generator(res.last_path)
     base = Generator(**ARCH)
     base.load_state_dict(before["g_ema"])
     z = torch.randn(3, ARCH["style_dim"])
     with torch.no_grad():
-        torch.testing.assert_close(gen.get_latent(z), base.get_latent(z) + out["w_shift"])
+        torch.testing.assert_close(gen.get_latent(z), base.get_latent(z) + shift)
+
+
+def test_reference_layout_w_shift_checkpoint_loads_and_shifts_every_w(tmp_path):
+    """A reference GANSketching w_shift netG: rosinality keys plus style.<n_mlp+1>.w_shift."""
+    from sketchgan.checkpoints import load_generator
+
+    torch.manual_seed(3)
+    base = Generator(**ARCH)
+    sd = dict(base.state_dict())
+    key = f"style.{ARCH['n_mlp'] + 1}.w_shift"
+    sd[key] = torch.randn(1, ARCH["style_dim"])
+    path = tmp_path / "netG_w_shift.pth"
+    torch.save(sd, path)  # a bare state dict, as the reference saves it
+    gen, _ = load_generator(path, config=ARCH)
+    assert gen.w_shift() is not None and torch.equal(gen.state_dict()[key], sd[key])
+    z1, z2 = torch.randn(2, ARCH["style_dim"]), torch.randn(2, ARCH["style_dim"])
+    with torch.no_grad():
+        torch.testing.assert_close(gen.get_latent(z1), base.get_latent(z1) + sd[key])
+        # both styles of a mixed batch are shifted (the module sits inside the mapping)
+        img, lat = gen([z1, z2], inject_index=2, return_latents=True, randomize_noise=False)
+        torch.testing.assert_close(lat[:, 3], base.get_latent(z2) + sd[key])
+    wrong = dict(sd)
+    wrong[key] = torch.zeros(1, ARCH["style_dim"] + 1)
+    torch.save(wrong, path)
+    with pytest.raises(SketchganError, match="w_shift"):
+        load_generator(path, config=ARCH)
 
 
 def test_full_mode_changes_synthesis_too(inputs, tmp_path):
@@ -241,11 +271,11 @@ def _signal_at(monkeypatch, call: int) -> None:
     real = ft._Trainer.g_step
     count = {"n": 0}
 
-    def g_step(self):
+    def g_step(self, inp):
         count["n"] += 1
         if count["n"] == call:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(self)
+        return real(self, inp)
 
     monkeypatch.setattr(ft._Trainer, "g_step", g_step)
 
@@ -358,3 +388,19 @@ def test_sketch_branch_runs_channels_last_with_the_same_output(inputs):
     assert out.is_contiguous()
     out.sum().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_stop_fn_ends_early_and_keeps_the_trained_state(inputs, tmp_path):
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2  # two iterations, then the user presses Stop
+
+    res = _run(inputs, tmp_path, _cfg(iters=5), stop_fn=stop)
+    assert res.stopped and res.steps == 2
+    out = _load(res.last_path)
+    assert out["step"] == 2 and _changed(_load(inputs[0])["g_ema"], out["g_ema"])
+    assert _load(tmp_path / "checkpoint.pt")["step"] == 2
+    resumed = _run(inputs, tmp_path, _cfg(iters=5))  # the same folder resumes from there
+    assert resumed.resumed_from == 2 and resumed.steps == 5 and not resumed.stopped

@@ -10,11 +10,10 @@ All synthesis goes through ``G.get_latent(z)`` (mapping) followed by
 ``G([w], input_is_latent=True, noise=..., randomize_noise=False)``: truncation, w-space edits and
 interpolations are then done on ``w`` here, once, instead of relying on each generator option.
 
-A fine-tuned checkpoint may carry a ``w_shift`` vector added to ``w`` after the mapping network.
-``apply_w_shift`` wraps a generator so that ``get_latent``/``forward`` include it; every function
-below treats a wrapped generator like any other one (assumption shared with the checkpoint loader:
-the shift is added to every layer's ``w`` before truncation, and ``input_is_latent=True`` inputs
-are taken as already shifted).
+A w_shift fine-tuned generator carries its vector in a WShift module at the end of the mapping
+network (the reference's layout), so ``get_latent``/``mean_latent`` include it and every function
+below treats it like any other generator (the shift is added to every layer's ``w`` before
+truncation, and ``input_is_latent=True`` inputs are taken as already shifted).
 """
 
 from __future__ import annotations
@@ -43,84 +42,49 @@ MEAN_LATENT_SAMPLES = 4096
 NoiseMode = Literal["random", "const"]
 
 
-# --------------------------------------------------------------------------- w_shift wrapper
+# --------------------------------------------------------------------------- w_shift
 
 
-class WShiftGenerator(nn.Module):
-    """A generator whose mapping output is moved by a constant vector (the "w_shift" variant).
-
-    The fine-tuning alternative learns one vector added to ``w``; wrapping keeps the original
-    generator untouched so that the same weights can be compared with and without the shift.
-    """
-
-    def __init__(self, generator: nn.Module, shift: torch.Tensor) -> None:
-        super().__init__()
-        self.generator = generator
-        self.register_buffer("w_shift", shift.detach().reshape(1, -1).clone())
-
-    @property
-    def style_dim(self) -> int:
-        return int(self.generator.style_dim)
-
-    def get_latent(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator.get_latent(z) + self.w_shift
-
-    def mean_latent(self, n_latent: int) -> torch.Tensor:
-        return self.generator.mean_latent(n_latent) + self.w_shift
-
-    def forward(
-        self,
-        styles: list,
-        return_latents: bool = False,
-        inject_index: int | None = None,
-        truncation: float = 1,
-        truncation_latent: torch.Tensor | None = None,
-        input_is_latent: bool = False,
-        noise: list | None = None,
-        randomize_noise: bool = True,
-    ) -> tuple[torch.Tensor, Any]:
-        if not input_is_latent:
-            styles = [self.get_latent(s) for s in styles]
-        return self.generator(
-            styles,
-            return_latents=return_latents,
-            inject_index=inject_index,
-            truncation=truncation,
-            truncation_latent=truncation_latent,
-            input_is_latent=True,
-            noise=noise,
-            randomize_noise=randomize_noise,
-        )
+def _shift_of(G: nn.Module) -> torch.Tensor | None:
+    getter = getattr(G, "w_shift", None)
+    return getter() if callable(getter) else None
 
 
 def apply_w_shift(G: nn.Module, shift: torch.Tensor | None) -> nn.Module:
-    """Return ``G`` with ``shift`` added to ``w`` after mapping (``None`` returns ``G`` itself).
+    """A copy of ``G`` whose mapping output is moved by ``shift`` more (``None``: ``G`` itself).
 
-    Wrapping an already wrapped generator adds the shifts, so the result never nests.
+    The shift lives in the generator's own WShift module (``style.<n_mlp + 1>.w_shift``, the
+    reference's layout), so a shifted generator is used, saved and loaded like any other;
+    shifting a shifted generator adds the shifts.
     """
     if shift is None:
         return G
     shift = torch.as_tensor(shift).float()
-    base, old = split_w_shift(G)
-    if shift.numel() != old.numel():
+    style_dim = int(G.style_dim)
+    if shift.numel() != style_dim:
         raise SketchganError(
-            f"w_shift: expected {old.numel()} values (style_dim), got {tuple(shift.shape)}"
+            f"w_shift: expected {style_dim} values (style_dim), got {tuple(shift.shape)}"
         )
-    device = old.device
-    return WShiftGenerator(base, old + shift.reshape(1, -1).to(device))
+    out = copy.deepcopy(G)
+    old = _shift_of(out)
+    base = old.detach() if old is not None else torch.zeros(1, style_dim)
+    out.add_w_shift(base + shift.reshape(1, -1).to(base.device))
+    return out
 
 
 def apply_checkpoint_shift(G: nn.Module, checkpoint: Mapping[str, Any]) -> nn.Module:
-    """Wrap ``G`` with the checkpoint's ``w_shift`` entry when it has one."""
+    """Shift ``G`` by a checkpoint's top-level ``w_shift`` entry (files of older versions)."""
     return apply_w_shift(G, checkpoint.get("w_shift"))
 
 
 def split_w_shift(G: nn.Module) -> tuple[nn.Module, torch.Tensor]:
-    """The unwrapped generator and its shift (zeros when it has none), shift shaped (1, D)."""
-    if isinstance(G, WShiftGenerator):
-        return G.generator, G.w_shift
-    device = _model_device(G)
-    return G, torch.zeros(1, int(G.style_dim), device=device)
+    """A copy of ``G`` without its shift, and the shift (zeros when none), shaped (1, D)."""
+    shift = _shift_of(G)
+    if shift is None:
+        device = _model_device(G)
+        return G, torch.zeros(1, int(G.style_dim), device=device)
+    base = copy.deepcopy(G)
+    return base, base.remove_w_shift().reshape(1, -1)
 
 
 # --------------------------------------------------------------------------- random streams
@@ -446,14 +410,15 @@ def interpolate_generators(G0: nn.Module, G1: nn.Module, alpha: float) -> nn.Mod
     base1, shift1 = split_w_shift(G1)
     mixed = copy.deepcopy(base0)
     mixed.load_state_dict(lerp_state_dicts(base0.state_dict(), base1.state_dict(), alpha))
-    shift = torch.lerp(shift0, shift1.to(shift0), float(alpha))
-    has_shift = isinstance(G0, WShiftGenerator) or isinstance(G1, WShiftGenerator)
-    return WShiftGenerator(mixed, shift) if has_shift else mixed
+    if _shift_of(G0) is None and _shift_of(G1) is None:
+        return mixed
+    mixed.add_w_shift(torch.lerp(shift0, shift1.to(shift0), float(alpha)))
+    return mixed
 
 
 def _synthesis_differs(G0: nn.Module, G1: nn.Module) -> bool:
     """True when weights outside the mapping network (``style.*``) differ between the models."""
-    sd0, sd1 = split_w_shift(G0)[0].state_dict(), split_w_shift(G1)[0].state_dict()
+    sd0, sd1 = G0.state_dict(), G1.state_dict()
     return any(
         not torch.equal(sd0[k], sd1[k].to(sd0[k].device))
         for k in sd0
@@ -500,7 +465,7 @@ def model_interpolation_images(
     for G in (G_orig, G_ft):
         mean = _mean_if_needed(G, truncation, None, seed, device)
         w_ends.append(_truncate(G.get_latent(z), mean, truncation))
-    synthesis = split_w_shift(G_orig)[0]
+    synthesis = G_orig  # input_is_latent: its own shift (if any) is not applied again
     w_cols = [
         _synthesize(synthesis, torch.lerp(w_ends[0], w_ends[1], a), noise, device) for a in alphas
     ]

@@ -74,8 +74,9 @@ def blur2d(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
     """Pad then filter every channel with ``kernel`` (upfirdn2d with up = down = 1)."""
     n, c, h, w = x.shape
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    weight = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
-    return F.conv2d(x, weight, groups=c)
+    weight = kernel.flip([0, 1]).to(x.dtype)[None, None]
+    out = F.conv2d(x.reshape(n * c, 1, *x.shape[2:]), weight)
+    return out.reshape(n, c, *out.shape[2:])
 
 
 def upsample2d(x: Tensor, kernel: Tensor) -> Tensor:
@@ -166,6 +167,23 @@ class EqualLinear(nn.Module):
         if bias is None:
             return F.leaky_relu(out, LRELU_SLOPE) * LRELU_GAIN
         return fused_leaky_relu(out, bias)
+
+
+class WShift(nn.Module):
+    """The w_shift variant's one learned vector, added to every w after the mapping MLP.
+
+    It sits at ``style.<n_mlp + 1>`` with the parameter ``w_shift`` of shape (1, style_dim),
+    where the reference appends it, so the reference's w_shift checkpoints load strictly and
+    ours load there; ``get_latent``/``mean_latent`` include it, so truncation stays centred on
+    the shifted w.
+    """
+
+    def __init__(self, style_dim: int):
+        super().__init__()
+        self.w_shift = nn.Parameter(torch.zeros(1, style_dim))
+
+    def forward(self, w: Tensor) -> Tensor:
+        return w + self.w_shift
 
 
 class EqualConv2d(nn.Module):
@@ -395,7 +413,7 @@ class Generator(nn.Module):
             raise SketchganError(
                 f"Generator: style_dim and n_mlp must be >= 1, got {style_dim}/{n_mlp}"
             )
-        self.size, self.style_dim = size, style_dim
+        self.size, self.style_dim, self.n_mlp = size, style_dim, n_mlp
         ch = channel_table(channel_multiplier, channel_max)
         self.channels = ch
 
@@ -427,6 +445,45 @@ class Generator(nn.Module):
             self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel))
             in_ch = out_ch
+
+    # -- w_shift --------------------------------------------------------------------------------
+    @property
+    def w_shift_key(self) -> str:
+        return f"style.{self.n_mlp + 1}.w_shift"
+
+    def w_shift(self) -> Tensor | None:
+        """The shift parameter when the generator carries one (w_shift fine-tuning)."""
+        last = self.style[-1]
+        return last.w_shift if isinstance(last, WShift) else None
+
+    def add_w_shift(self, shift: Tensor | None = None) -> nn.Parameter:
+        """Append a WShift (zeros, or ``shift``) unless there is one; returns its parameter."""
+        if self.w_shift() is None:
+            self.style.append(WShift(self.style_dim).to(self.input.input.device))
+        param = self.w_shift()
+        if shift is not None:
+            shift = torch.as_tensor(shift).float()
+            if shift.numel() != self.style_dim:
+                raise SketchganError(
+                    f"w_shift: expected {self.style_dim} values (style_dim), got "
+                    f"{tuple(shift.shape)}"
+                )
+            with torch.no_grad():
+                param.copy_(shift.reshape(1, -1))
+        return param
+
+    def adopt_state_layout(self, state_dict: Mapping[str, Tensor]) -> None:
+        """Grow the WShift slot a w_shift checkpoint (ours or the reference's) carries."""
+        if isinstance(state_dict, Mapping) and self.w_shift_key in state_dict:
+            self.add_w_shift()
+
+    def remove_w_shift(self) -> Tensor | None:
+        """Drop the WShift module (if any) and return its value, detached."""
+        value = self.w_shift()
+        if value is not None:
+            del self.style[-1]
+            value = value.detach()
+        return value
 
     # -- latents ------------------------------------------------------------------------------
     def get_latent(self, z: Tensor) -> Tensor:
@@ -502,6 +559,7 @@ class Generator(nn.Module):
     def load_state_dict(
         self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False
     ):
+        self.adopt_state_layout(state_dict)
         check_state_dict(self, state_dict, "Generator", strict=strict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
@@ -555,7 +613,7 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) * (1 / math.sqrt(2))
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
 class Discriminator(nn.Module):

@@ -57,28 +57,64 @@ def translate(x: torch.Tensor, shift_y: torch.Tensor, shift_x: torch.Tensor) -> 
     return out * keep
 
 
+Shift = tuple[torch.Tensor, torch.Tensor]  # (rows, columns), each (N,) int64
+
+
+def draw_translation(
+    n: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    ratio: float = TRANSLATION_RATIO,
+) -> Shift:
+    """Each sample's own integer offset in [-s, s] (s = max_shift), rows first, then columns.
+
+    Drawing apart from applying lets a caller record or inject the shifts (the step-parity
+    test replays the reference's); ``generator`` must live on ``device``: a dedicated generator
+    (not the global RNG) is what makes a resumed run reproduce the augmentation exactly.
+    """
+    sy, sx = max_shift(height, ratio), max_shift(width, ratio)
+    shift_y = torch.randint(-sy, sy + 1, (n,), generator=generator, device=device)
+    shift_x = torch.randint(-sx, sx + 1, (n,), generator=generator, device=device)
+    return shift_y, shift_x
+
+
+def draw_policy(
+    policy: tuple[str, ...],
+    n: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Shift | None:
+    """The random draws of a parsed policy for one batch (None when it draws nothing)."""
+    if not policy:
+        return None
+    for name in policy:
+        if name != "translation":  # parse_policy keeps this unreachable; guard hand-built tuples
+            raise SketchganError(f"params: 'train.augment' has unknown policy '{name}'")
+    return draw_translation(n, height, width, generator, device)
+
+
+def apply_policy(x: torch.Tensor, shifts: Shift | None) -> torch.Tensor:
+    """Apply drawn shifts (None returns ``x`` unchanged, no copy)."""
+    if shifts is None:
+        return x
+    return translate(x, shifts[0], shifts[1])
+
+
 def random_translation(
     x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = TRANSLATION_RATIO
 ) -> torch.Tensor:
-    """Shift each sample by its own integer offset in [-s, s] (s = max_shift) in y and x.
-
-    ``generator`` must live on ``x``'s device; drawing from a dedicated generator (not the
-    global RNG) is what makes a resumed run reproduce the augmentation sequence exactly.
-    """
+    """Shift each sample by its own offset (``draw_translation``), differentiably in ``x``."""
     n, _, h, w = x.shape
-    sy, sx = max_shift(h, ratio), max_shift(w, ratio)
-    shift_y = torch.randint(-sy, sy + 1, (n,), generator=generator, device=x.device)
-    shift_x = torch.randint(-sx, sx + 1, (n,), generator=generator, device=x.device)
-    return translate(x, shift_y, shift_x)
+    return translate(x, *draw_translation(n, h, w, generator, x.device, ratio))
 
 
 def diff_augment(
     x: torch.Tensor, policy: tuple[str, ...], generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Apply a parsed policy; an empty policy returns ``x`` unchanged (no copy)."""
-    for name in policy:
-        if name == "translation":
-            x = random_translation(x, generator)
-        else:  # parse_policy keeps this unreachable; guard against hand-built tuples
-            raise SketchganError(f"params: 'train.augment' has unknown policy '{name}'")
-    return x
+    """Draw and apply a parsed policy; an empty policy returns ``x`` unchanged (no copy)."""
+    n, _, h, w = x.shape
+    return apply_policy(x, draw_policy(policy, n, h, w, generator, x.device))

@@ -50,11 +50,16 @@ class DistributedParallel(Parallel):
         self.world_size = world_size
 
     def average_gradients(self, params: list[Tensor]) -> None:
-        """One all-reduce over all gradients flattened together (not one per tensor)."""
+        """One all-reduce over all gradients flattened together (not one per tensor).
+
+        A parameter without a gradient (a D's last bias in the R1 step: it is not in the graph
+        of dD/dx) keeps none, so Adam skips it as in a single process; every rank runs the same
+        graph, so the set of such parameters is the same everywhere.
+        """
+        params = [p for p in params if p.grad is not None]
         if not params:
             return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
         dist.all_reduce(flat)
         flat.div_(self.world_size)
         offset = 0

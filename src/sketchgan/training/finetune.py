@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sketchgan.checkpoints import load_checkpoint, load_generator, load_sketch_net
+from sketchgan.checkpoints import load_checkpoint, load_sketch_net
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_grid, save_torch, sha256_file, write_text
 from sketchgan.models.photosketch import to3ch
-from sketchgan.models.stylegan2 import Discriminator, Generator, use_channels_last
+from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.runtime import pick_device, seed_everything
 from sketchgan.training import augment, losses, state
 
@@ -59,6 +58,17 @@ METRIC_NAMES = (
     "g_weight",
 )
 R1_NAMES = ("r1_sketch", "r1_image")
+# logged name -> the objective's (the reference's) name of the term
+METRIC_TERMS = {
+    "d_sketch_real": "D_real_sketch",
+    "d_sketch_fake": "D_fake_sketch",
+    "d_image_real": "D_real_image",
+    "d_image_fake": "D_fake_image",
+    "g_sketch": "G_sketch",
+    "g_image": "G_image",
+    "g_weight": "l_weight",
+}
+R1_TERMS = {"r1_sketch": "r1_penalty_sketch", "r1_image": "r1_penalty_image"}
 # Fields that may differ between a run and its resumption without changing the trajectory.
 RESUME_FREE_FIELDS = (
     "iters",
@@ -295,34 +305,6 @@ def load_photosketch(path: str | Path) -> nn.Module:
     return load_sketch_net(path, "cpu")[0]
 
 
-def apply_w_shift(generator: nn.Module, shift: Tensor) -> torch.utils.hooks.RemovableHandle:
-    """Add ``shift`` to every output of the mapping network ``generator.style``.
-
-    The reference checkpoint layout has no slot for the w-shift variant, so fine-tuned
-    checkpoints carry it as an extra ``"w_shift"`` key and loaders call this. A forward hook
-    (rather than a wrapper module) keeps the state-dict keys in the reference layout, and it
-    also shifts ``mean_latent``/``get_latent``, so truncation stays centred on the shifted w.
-    """
-
-    def _hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
-        return output + shift
-
-    return generator.style.register_forward_hook(_hook)
-
-
-def load_finetuned_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """A fine-tuned (or pretrained) generator ready to sample, w-shift applied when present."""
-    gen, _ = load_generator(path, device)
-    gen.eval()
-    shift = load_checkpoint(path).get("w_shift")
-    if shift is not None:
-        # a wrapper (not the training hook) so that model interpolation can split the shift off
-        from sketchgan.evaluation.sampling import apply_w_shift as wrap_w_shift
-
-        return wrap_w_shift(gen, shift.to(device)).eval()
-    return gen
-
-
 # --------------------------------------------------------------------------------------------
 # data and randomness
 # --------------------------------------------------------------------------------------------
@@ -429,66 +411,34 @@ def _auto_sketch_scale(size: int, scale: int) -> int:
     return scale
 
 
-def _down(x: Tensor, scale: int) -> Tensor:
-    while scale > 1:
-        x = F.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=False)
-        scale //= 2
-    return x
+SketchBranch = losses.SketchBranch  # re-exported: the branch belongs to the objective
 
 
-def _up(x: Tensor, scale: int) -> Tensor:
-    while scale > 1:
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        scale //= 2
-    return x
+@dataclass
+class FakeDraws:
+    """Every random value one fake batch consumes: one or two z per sample, the crossover
+    index of a mixed batch, and one noise map per StyledConv (the reference draws these
+    inside G, in forward order)."""
+
+    z: list[Tensor]
+    inject_index: int | None
+    noise: list[Tensor]
 
 
-class SketchBranch:
-    """Everything between an image and the sketch D's input.
+@dataclass
+class StepInputs:
+    """Everything one iteration consumes. The loop draws it (``_Trainer.draw_inputs``); the
+    step-parity test injects the reference's recorded draws through the same ``iteration``."""
 
-    PhotoSketch is frozen (no parameter gradients) but kept in train mode so BatchNorm uses
-    the batch statistics, as in the reference; its momentum is set to 0 so the running
-    statistics, which train mode never reads, are not rewritten every call.
-
-    ``channels_last`` runs the net NHWC (output back to NCHW for the discriminator); the
-    trainer turns it on for CUDA only: on the CPU the net alone is 6-25% faster but the whole
-    iteration is not (layout conversions eat it; reports/bench_finetune.md).
-    """
-
-    def __init__(
-        self, net: nn.Module, scale: int, policy: tuple[str, ...], channels_last: bool = False
-    ) -> None:
-        self.net = use_channels_last(net) if channels_last else net
-        self.channels_last = channels_last
-        self.scale = scale
-        self.policy = policy
-        net.train()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.0
-
-    def sketch(self, img: Tensor) -> Tensor:
-        """G(z) in [-1, 1] -> 1-channel sketch at full resolution."""
-        x = _down(img, self.scale)
-        if self.channels_last:
-            return _up(
-                self.net(x.contiguous(memory_format=torch.channels_last)).contiguous(), self.scale
-            )
-        return _up(self.net(x), self.scale)
-
-    def round_trip(self, sketches: Tensor) -> Tensor:
-        """Real sketches get the same down/up trip as fakes (no-op below 1024 px)."""
-        return _up(_down(sketches, self.scale), self.scale)
-
-    def d_input(self, sketch: Tensor, gen: torch.Generator) -> Tensor:
-        """Augment, then repeat to 3 channels.
-
-        Translation moves all channels alike, so shifting the 1-channel sketch and then
-        repeating equals the spec's repeat-then-shift, at a third of the gather work.
-        """
-        return to3ch(augment.diff_augment(sketch, self.policy, gen))
+    real_sketch: Tensor
+    real_img: Tensor | None
+    d_fake: FakeDraws
+    d_shift_real: augment.Shift | None
+    d_shift_fake: augment.Shift | None
+    g_fake: FakeDraws
+    g_shift_fake: augment.Shift | None
+    with_r1: bool = False
+    r1_shift: augment.Shift | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,6 +461,7 @@ class FinetuneResult:
     device: str
     amp: str
     metrics: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False  # ended early by ``stop_fn`` (the state at ``steps`` was exported)
 
 
 class TrainingStopped(SketchganError):
@@ -587,6 +538,18 @@ class _Trainer:
         self.reg_images = reg_images.to(self.device) if reg_images is not None else None
 
         self._select_trainable()
+        self.objective = losses.GANSketchingObjective(
+            self.branch,
+            self.d_sketch,
+            self.d_image,
+            cfg.l_image,
+            cfg.l_weight,
+            cfg.r1,
+            cfg.d_reg_every,
+        )
+        self.noise_sizes = [
+            int(getattr(self.g.noises, f"noise_{i}").shape[-1]) for i in range(self.g.num_layers)
+        ]
         self.d_params = [p for d in self._ds() for p in d.parameters()]
         k = cfg.d_reg_every
         self.g_optim = _adam(self.g_trained, cfg.lr if cfg.g_lr is None else cfg.g_lr, 1.0)
@@ -641,9 +604,9 @@ class _Trainer:
             p.requires_grad_(id(p) in keep)
         self.w_shift: Tensor | None = None
         if tune == "w_shift":
-            self.w_shift = nn.Parameter(torch.zeros(self.arch["style_dim"], device=self.device))
-            apply_w_shift(self.g, self.w_shift)
-            chosen = [("w_shift", self.w_shift)]
+            # the reference's layout: a WShift module appended to the mapping network
+            self.w_shift = self.g.add_w_shift()
+            chosen = [(self.g.w_shift_key, self.w_shift)]
         self.g_trained_names = [n for n, _ in chosen]
         self.g_trained = [p for _, p in chosen]
         self.anchors = [p.detach().clone() for p in self.g_trained]
@@ -656,7 +619,7 @@ class _Trainer:
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
 
-    def _fake(self) -> Tensor:
+    def _draw_fake(self) -> FakeDraws:
         styles, index = sample_styles(
             self.cfg.batch,
             self.arch["style_dim"],
@@ -665,7 +628,39 @@ class _Trainer:
             self.rngs,
             self.device,
         )
-        img, _ = self.g(styles, inject_index=index)
+        # the global RNG, as G itself would draw them (per-layer maps, forward order)
+        noise = [
+            torch.empty(self.cfg.batch, 1, r, r, device=self.device).normal_()
+            for r in self.noise_sizes
+        ]
+        return FakeDraws(styles, index, noise)
+
+    def _draw_shift(self) -> augment.Shift | None:
+        return self.branch.draw(self.cfg.batch, self.arch["size"], self.rngs.aug, self.device)
+
+    def draw_inputs(self, step: int) -> StepInputs:
+        """This iteration's data and random draws; each stream is drawn in a fixed order, so
+        a resumed run (streams restored from the checkpoint) repeats them exactly."""
+        real_sketch, real_img = self._real_batch()
+        d_fake = self._draw_fake()
+        d_shift_real, d_shift_fake = self._draw_shift(), self._draw_shift()
+        with_r1 = step % self.cfg.d_reg_every == 0
+        r1_shift = self._draw_shift() if with_r1 else None
+        g_fake = self._draw_fake()
+        return StepInputs(
+            real_sketch,
+            real_img,
+            d_fake,
+            d_shift_real,
+            d_shift_fake,
+            g_fake,
+            self._draw_shift(),
+            with_r1,
+            r1_shift,
+        )
+
+    def _fake(self, draws: FakeDraws) -> Tensor:
+        img, _ = self.g(draws.z, inject_index=draws.inject_index, noise=draws.noise)
         return img
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
@@ -684,67 +679,43 @@ class _Trainer:
         scaler.step(optim)
         scaler.update()
 
-    def d_step(self, real_sketch: Tensor, real_img: Tensor | None) -> list[Tensor]:
+    def d_step(self, inp: StepInputs) -> dict[str, Tensor]:
         """Both discriminators on one fake batch; fakes are made without any graph."""
         set_requires_grad(self.d_params, True)
-        aug = self.rngs.aug
         with torch.no_grad(), self.autocast():
-            fake_img = self._fake()
-            fake_sketch = self.branch.sketch(fake_img)
+            fake_img = self._fake(inp.d_fake)
         with self.autocast():
-            real_pred = self.d_sketch(self.branch.d_input(real_sketch, aug))
-            fake_pred = self.d_sketch(self.branch.d_input(fake_sketch, aug))
-            ds_real, ds_fake = losses.discriminator_loss(real_pred, fake_pred)
-            total = ds_real + ds_fake
-            di_real = di_fake = torch.zeros((), device=self.device)
-            if self.d_image is not None:
-                di_real, di_fake = losses.discriminator_loss(
-                    self.d_image(real_img), self.d_image(fake_img), self.cfg.l_image
-                )
-                total = total + di_real + di_fake
-        self._apply(total, self.d_optim, self.d_scaler, self.d_params)
-        return [ds_real, ds_fake, di_real, di_fake]
-
-    def r1_step(self, real_sketch: Tensor, real_img: Tensor | None) -> list[Tensor]:
-        """Lazy R1 on both Ds, in float32 (a gradient penalty is fragile in half precision)."""
-        cfg = self.cfg
-        x = real_sketch.detach().clone().requires_grad_(True)
-        pred = self.d_sketch(self.branch.d_input(x, self.rngs.aug))
-        pen_s = losses.r1_penalty(pred, x)
-        total = losses.lazy_r1_loss(pen_s, pred, cfg.r1, cfg.d_reg_every)
-        pen_i = torch.zeros((), device=self.device)
-        if self.d_image is not None:
-            y = real_img.detach().clone().requires_grad_(True)
-            pred_i = self.d_image(y)
-            pen_i = losses.r1_penalty(pred_i, y)
-            total = total + losses.lazy_r1_loss(
-                pen_i, pred_i, cfg.r1, cfg.d_reg_every, weight=cfg.l_image
+            terms = self.objective.d_terms(
+                fake_img, inp.real_sketch, inp.real_img, inp.d_shift_real, inp.d_shift_fake
             )
+        self._apply(losses.total(terms), self.d_optim, self.d_scaler, self.d_params)
+        return terms
+
+    def r1_step(self, inp: StepInputs) -> dict[str, Tensor]:
+        """Lazy R1 on both Ds, in float32 (a gradient penalty is fragile in half precision)."""
+        terms = self.objective.r1_terms(inp.real_sketch, inp.real_img, inp.r1_shift)
         self.d_optim.zero_grad(set_to_none=True)
-        total.backward()
+        losses.total(terms).backward()
         self.parallel.average_gradients(self.d_params)
         self.d_optim.step()
-        return [pen_s, pen_i]
+        return terms
 
-    def g_step(self) -> list[Tensor]:
+    def g_step(self, inp: StepInputs) -> dict[str, Tensor]:
         """Sketch adversarial + l_image x image adversarial + l_weight x L1 pull."""
         set_requires_grad(self.d_params, False)
-        cfg = self.cfg
-        zero = torch.zeros((), device=self.device)
         with self.autocast():
-            fake_img = self._fake()
-            fake_sketch = self.branch.sketch(fake_img)
-            g_sketch = losses.g_nonsaturating_loss(
-                self.d_sketch(self.branch.d_input(fake_sketch, self.rngs.aug))
-            )
-            g_image = zero
-            if self.d_image is not None:
-                g_image = cfg.l_image * losses.g_nonsaturating_loss(self.d_image(fake_img))
-        g_weight = zero
-        if cfg.l_weight > 0:
-            g_weight = cfg.l_weight * losses.weight_l1(self.g_trained, self.anchors)
-        self._apply(g_sketch + g_image + g_weight, self.g_optim, self.g_scaler, self.g_trained)
-        return [g_sketch, g_image, g_weight]
+            fake_img = self._fake(inp.g_fake)
+            terms = self.objective.g_terms(fake_img, inp.g_shift_fake, self.g_trained, self.anchors)
+        self._apply(losses.total(terms), self.g_optim, self.g_scaler, self.g_trained)
+        return terms
+
+    def iteration(self, inp: StepInputs) -> dict[str, Tensor]:
+        """One training iteration (D step, R1 when due, G step); the named terms of all three."""
+        terms = self.d_step(inp)
+        if inp.with_r1:
+            terms.update(self.r1_step(inp))
+        terms.update(self.g_step(inp))
+        return terms
 
     # -- state ------------------------------------------------------------------------------
 
@@ -781,7 +752,6 @@ class _Trainer:
     def shared_state(self) -> dict[str, Any]:
         return {
             "g": self.trained_g_state(),
-            "w_shift": None if self.w_shift is None else self.w_shift.detach().cpu(),
             "d_sketch": self.d_sketch.state_dict(),
             "d_image": None if self.d_image is None else self.d_image.state_dict(),
             "g_optim": self.g_optim.state_dict(),
@@ -792,9 +762,6 @@ class _Trainer:
 
     def load_shared_state(self, sd: Mapping[str, Any], where: str) -> None:
         self.load_trained_g_state(sd["g"], where)
-        if self.w_shift is not None:
-            with torch.no_grad():
-                self.w_shift.copy_(sd["w_shift"].to(self.device))
         _load_strict(self.d_sketch, sd["d_sketch"], where)
         if self.d_image is not None:
             _load_strict(self.d_image, sd["d_image"], where)
@@ -810,7 +777,8 @@ class _Trainer:
         return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def export(self, step: int) -> dict[str, Any]:
-        """The fine-tuned generator in the reference layout (+ ``w_shift``, ``d_image``)."""
+        """The fine-tuned generator in the reference layout (``style.<n_mlp + 1>.w_shift`` in
+        w_shift mode), plus ``d_image``."""
         sd = self.generator_state()
         out: dict[str, Any] = {
             "g_ema": sd,
@@ -822,8 +790,6 @@ class _Trainer:
         }
         if self.d_image is not None:
             out["d_image"] = {k: v.detach().cpu() for k, v in self.d_image.state_dict().items()}
-        if self.w_shift is not None:
-            out["w_shift"] = self.w_shift.detach().cpu().clone()
         return out
 
     @torch.no_grad()
@@ -856,13 +822,17 @@ class _Meter:
         self.steps = 0
         self.r1_steps = 0
 
-    def add(self, values: list[Tensor]) -> None:
-        self.sums += torch.stack([v.detach().float() for v in values])
+    def add(self, terms: Mapping[str, Tensor], with_r1: bool) -> None:
+        zero = self.sums.new_zeros(())
+        self.sums += torch.stack(
+            [terms.get(METRIC_TERMS[k], zero).detach().float() for k in METRIC_NAMES]
+        )
         self.steps += 1
-
-    def add_r1(self, values: list[Tensor]) -> None:
-        self.r1_sums += torch.stack([v.detach().float() for v in values])
-        self.r1_steps += 1
+        if with_r1:
+            self.r1_sums += torch.stack(
+                [terms.get(R1_TERMS[k], zero).detach().float() for k in R1_NAMES]
+            )
+            self.r1_steps += 1
 
     def read(self, parallel: Parallel, stop: bool) -> tuple[dict[str, float], bool]:
         """Averages over the interval and processes, plus whether any process wants to stop."""
@@ -912,8 +882,11 @@ class _Run:
         out_dir: Path,
         log_fn: LogFn | None,
         eval_fn: EvalFn | None,
+        stop_fn: Callable[[], bool] | None = None,
     ) -> None:
         self.t = trainer
+        self.stop_fn = stop_fn
+        self.stopped = False
         self.cfg = trainer.cfg
         self.out_dir = out_dir
         self.log_fn = log_fn
@@ -1052,18 +1025,24 @@ class _Run:
         alone = t.parallel.world_size == 1
         with state.StopRequest(cfg.handle_signals) as stop:
             while self.step < cfg.iters:
+                if self.stop_fn is not None and self.stop_fn():
+                    self._stop_early(t0)
+                    break
                 i = self.step
-                real_sketch, real_img = t._real_batch()
-                d_vals = t.d_step(real_sketch, real_img)
-                if i % cfg.d_reg_every == 0:
-                    self.meter.add_r1(t.r1_step(real_sketch, real_img))
-                g_vals = t.g_step()
-                self.meter.add(d_vals + g_vals)
+                inp = t.draw_inputs(i)
+                self.meter.add(t.iteration(inp), inp.with_r1)
                 self.step = i + 1
                 self._boundary(t0, stop.requested, alone)
         seconds = time.perf_counter() - t0
         ran = self.step - start_step
         return self._finish(resumed_from, seconds, ran)
+
+    def _stop_early(self, t0: float) -> None:
+        """An interactive stop: keep what was trained (checkpoint + exported generator)."""
+        self.stopped = True
+        elapsed = self.elapsed_before + time.perf_counter() - t0
+        self.sync(elapsed, False, True)
+        self.save_checkpoint(elapsed)
 
     def _boundary(self, t0: float, stop_local: bool, alone: bool) -> None:
         """Everything due after iteration ``self.step``; raises after a requested stop."""
@@ -1110,6 +1089,7 @@ class _Run:
             device=str(self.t.device),
             amp=self.t.amp,
             metrics=self.last_metrics,
+            stopped=self.stopped,
         )
 
 
@@ -1124,6 +1104,7 @@ def finetune(
     eval_fn: EvalFn | None = None,
     *,
     parallel: Parallel | None = None,
+    stop_fn: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a pretrained generator on user sketches; resumes from ``out_dir`` if possible.
 
@@ -1132,6 +1113,8 @@ def finetune(
     steps; ``eval_fn(step, generator) -> score`` (lower is better, e.g. FID) is called every
     ``eval_every`` steps and at the end, and the best state goes to ``generator_best.pt``.
     Writes ``checkpoint.pt``, ``generator_last.pt``, ``losses.csv`` and ``samples/`` there.
+    ``stop_fn()`` (single process; polled before every iteration) ends the run early and
+    keeps its state: an interactive Stop, unlike a signal, still exports the generator.
     """
     config.validate()
     parallel = parallel or Parallel()
@@ -1139,4 +1122,6 @@ def finetune(
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(config, generator_ckpt, photosketch_ckpt, sketches, reg_images, parallel)
-    return _Run(trainer, out, log_fn, eval_fn).run()
+    if stop_fn is not None and parallel.world_size > 1:
+        raise SketchganError("finetune: stop_fn works in a single process only")
+    return _Run(trainer, out, log_fn, eval_fn, stop_fn).run()
