@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo  -> .venv + install + `dvc repro` of the whole pipeline on the embedded default
 #   make test  -> .venv + install + pytest
+# and one opens the sketch studio (the optional `studio` extra, installed here too):
+#   make studio -> .venv + install + `sketchgan studio` on http://127.0.0.1:7860
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint format ui dag clean-outputs
+.PHONY: install demo test studio lint format ui dag clean-outputs
 
 # pip's find-links (the folder holding the CPU torch wheel on these machines), passed on to uv
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
@@ -20,8 +22,8 @@ $(STAMP): pyproject.toml requirements.lock
 	# the local CPU wheel is taken, not a CUDA build. pip is the fallback when uv is unavailable.
 	( $(BIN)/python -m pip install -q uv==0.13.9 && \
 	  $(BIN)/uv pip install -q --python $(BIN)/python $(UV_FIND) -c requirements.lock \
-	    torch==2.13.0 -e '.[dev]' ) || \
-	$(BIN)/python -m pip install -q -c requirements.lock torch==2.13.0 -e '.[dev]'
+	    torch==2.13.0 -e '.[dev,studio]' ) || \
+	$(BIN)/python -m pip install -q -c requirements.lock torch==2.13.0 -e '.[dev,studio]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,6 +42,9 @@ lint: install
 format: install
 	$(BIN)/ruff format src stages tests reports
 	$(BIN)/ruff check --fix src stages tests reports
+
+studio: install
+	$(BIN)/sketchgan studio
 
 ui: install
 	$(BIN)/sketchgan ui

@@ -34,6 +34,7 @@ from sketchgan.evaluation.sampling import generate_images
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, save_grid, sha256_file
 from sketchgan.pipeline import device_of, tracked_stage
+from sketchgan.progress import TrainingProgress
 from sketchgan.runtime import repo_root, section
 from sketchgan.training.pretrain import (
     GeneratorPretrainConfig,
@@ -103,7 +104,8 @@ def _train_generator(params: dict[str, Any], root: Path) -> dict[str, Any]:
         {**_with_run_settings(section(params, "pretrain"), params), "size": size}
     )
     images = load_image_folder(root / "data/pretrain/images", "RGB")
-    info = train_generator(images, cfg, root / WORK, log_fn=_log)
+    with TrainingProgress(cfg.iterations, "pretrain generator") as bar:
+        info = train_generator(images, cfg, root / WORK, log_fn=_logger(bar))
     shutil.copyfile(root / WORK / "generator.pt", root / OUT / "generator.pt")
     tracking.log_artifact(root / WORK / "losses.csv")
     return _scalars(info)
@@ -113,7 +115,8 @@ def _train_sketch_net(params: dict[str, Any], root: Path) -> dict[str, Any]:
     cfg = SketchNetConfig.from_dict(_with_run_settings(section(params, "pretrain_sketch"), params))
     images = load_image_folder(root / "data/pretrain/images", "RGB")
     contours = load_image_folder(root / "data/pretrain/contours", "L")
-    info = train_sketch_net(images, contours, cfg, root / WORK, log_fn=_log)
+    with TrainingProgress(cfg.iterations, "pretrain sketch net") as bar:
+        info = train_sketch_net(images, contours, cfg, root / WORK, log_fn=_logger(bar))
     shutil.copyfile(root / WORK / "photosketch.pt", root / OUT / "photosketch.pt")
     return _scalars(info)
 
@@ -215,8 +218,12 @@ def _figures(root: Path, device: torch.device, seed: int) -> None:
     tracking.log_artifact(root / FIGURES / "photosketch_samples.png", "samples")
 
 
-def _log(step: int, metrics: dict[str, float]) -> None:
-    tracking.log_step_metrics(metrics, step)
+def _logger(bar: TrainingProgress):
+    def log(step: int, metrics: dict[str, float]) -> None:
+        tracking.log_step_metrics(metrics, step)
+        bar.update(step, metrics)
+
+    return log
 
 
 def _log_models(root: Path, register: bool) -> None:

@@ -18,12 +18,14 @@ import torch
 
 from sketchgan import tracking
 from sketchgan.checkpoints import load_finetuned_generator
+from sketchgan.errors import SketchganError
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.evaluation.features import extract_features, select_extractor
 from sketchgan.evaluation.metrics import fid_from_features
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
+from sketchgan.progress import TrainingProgress
 from sketchgan.runtime import repo_root, section
 from sketchgan.training.finetune import FinetuneConfig, finetune
 from sketchgan.training.state import tensor_fingerprint
@@ -36,28 +38,37 @@ EVAL_SEED = 7_000_001
 LENGTH_FIELDS = ("iters", "checkpoint_every", "sample_every", "eval_every", "log_every")
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
+def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
+    """``fresh``: discard the resumable state of this run's settings and start over."""
     root = repo_root()
     raw = dict(section(params, "train"))
-    eval_samples = int(raw.pop("eval_samples", 500))
+    eval_samples = _eval_samples(raw.pop("eval_samples", None))
     cfg = FinetuneConfig.from_dict(
         {**raw, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
     )
     with tracked_stage("train", params, ("train",)) as summary:
         sketches = load_image_folder(root / user_sketch_dir(params), "L")
         reg = load_image_folder(root / "data/image_reg/images", "RGB") if cfg.l_image > 0 else None
-        run_dir = root / RUNS / _run_key(cfg, root, sketches, reg)
+        run_dir = root / RUNS / _run_key(cfg, root, sketches, reg, params, eval_samples)
+        if fresh:
+            _discard_state(run_dir)
         eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
-        result = finetune(
-            cfg,
-            root / PRETRAINED / "generator.pt",
-            root / PRETRAINED / "photosketch.pt",
-            sketches,
-            reg,
-            run_dir,
-            log_fn=lambda step, m: tracking.log_step_metrics(m, step),
-            eval_fn=eval_fn,
-        )
+        with TrainingProgress(cfg.iters, "train") as bar:
+
+            def log(step: int, metrics: dict[str, float]) -> None:
+                tracking.log_step_metrics(metrics, step)
+                bar.update(step, metrics)
+
+            result = finetune(
+                cfg,
+                root / PRETRAINED / "generator.pt",
+                root / PRETRAINED / "photosketch.pt",
+                sketches,
+                reg,
+                run_dir,
+                log_fn=log,
+                eval_fn=_noting(eval_fn, bar),
+            )
         _publish(run_dir, result, root)
         gen = load_finetuned_generator(root / OUT_MODEL / "generator.pt", "cpu")
         register = bool((params.get("tracking") or {}).get("register_models", True))
@@ -78,15 +89,71 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _run_key(cfg: FinetuneConfig, root: Path, sketches: torch.Tensor, reg: Any) -> str:
-    """Hash of the settings and inputs that define the run (not its length)."""
+def _noting(eval_fn, bar: TrainingProgress):
+    """The FID callback, its last value shown in the progress bar."""
+    if eval_fn is None:
+        return None
+
+    def noted(step: int, gen: torch.nn.Module) -> float:
+        fid = eval_fn(step, gen)
+        bar.note(fid=fid)
+        return fid
+
+    return noted
+
+
+def _eval_samples(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SketchganError(f"params: 'train.eval_samples' must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _discard_state(run_dir: Path) -> None:
+    """``--fresh``: the resumable state goes; the published outputs stay until replaced."""
+    if run_dir.is_dir():
+        shutil.rmtree(run_dir)
+
+
+def _eval_set_fingerprint(root: Path) -> str | None:
+    """The FID reference images: the best-FID selection depends on them."""
+    manifest = root / "data/eval/manifest.csv"
+    if manifest.is_file():
+        return sha256_file(manifest)
+    folder = root / "data/eval/images"
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _run_key(
+    cfg: FinetuneConfig,
+    root: Path,
+    sketches: torch.Tensor,
+    reg: Any,
+    params: dict[str, Any],
+    eval_samples: int,
+) -> str:
+    """Hash of every setting and input that changes the run's result (not its length):
+    the training settings, the networks, the sketches and images, and what picks the best
+    checkpoint (eval_samples, the FID features and the eval set)."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
+    if cfg.eval_every:
+        settings["eval_samples"] = eval_samples
+        settings["features"] = str((params.get("evaluate") or {}).get("features", "auto"))
     inputs = [
         sha256_file(root / PRETRAINED / "generator.pt"),
         sha256_file(root / PRETRAINED / "photosketch.pt"),
         tensor_fingerprint(sketches),
         tensor_fingerprint(reg),
     ]
+    if cfg.eval_every:
+        inputs.append(_eval_set_fingerprint(root))
+        evaluator = root / PRETRAINED / "evaluator.pt"
+        inputs.append(sha256_file(evaluator) if evaluator.is_file() else None)
     blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -37,6 +37,9 @@ def tiny_params() -> dict:
     p["visualise"].update(grid_n=8, interp_steps=3, ganspace_samples=200)
     p["baselines"].update(top_n=50, sbir_iters=5, sbir_batch=16)
     p["evaluate"].update(kid_subset_size=20)
+    p["studio"].update(
+        iters=3, sample_every=1, log_every=1, n_reg_images=8, grid_seeds=4, ganspace_samples=200
+    )
     return p
 
 

@@ -61,8 +61,9 @@ _log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- loading
 
 
-def load_checkpoint(path: str | os.PathLike, check_crc: bool = True) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` whose every failure is one line naming the file.
+def load_torch_file(path: str | os.PathLike, check_crc: bool = True) -> Any:
+    """The project's only ``torch.load``: ``weights_only=True`` (no unpickling of code), CRC
+    checked, every failure one line naming the file.
 
     ``torch.load`` does not verify the CRC-32 that ``torch.save`` records per tensor, so bytes
     damaged inside a tensor load silently as wrong weights; ``check_crc`` reads the file once
@@ -76,9 +77,14 @@ def load_checkpoint(path: str | os.PathLike, check_crc: bool = True) -> dict[str
     if check_crc:
         _check_zip_crc(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError...
         raise SketchganError(f"{path}: {_describe_load_error(exc)}") from exc
+
+
+def load_checkpoint(path: str | os.PathLike, check_crc: bool = True) -> dict[str, Any]:
+    """``load_torch_file`` for files holding a dict (every checkpoint of this project)."""
+    obj = load_torch_file(path, check_crc)
     if not isinstance(obj, Mapping):
         raise SketchganError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     return obj

@@ -50,14 +50,25 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def run_stage(name: str, params_path: Path) -> dict[str, Any]:
-    """Load params, then call ``stages.<name>.run``; user errors become one line, exit code 2."""
+def run_stage(
+    name: str,
+    params_path: Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Load params (``overrides``: section -> field -> value on top), then call
+    ``stages.<name>.run``; user errors become one line, exit code 2."""
     from sketchgan.runtime import load_params
 
     try:
         params = load_params(params_path)
+        for section_name, values in (overrides or {}).items():
+            section = params.get(section_name)
+            if not isinstance(section, dict):
+                raise SketchganError(f"params: '{section_name}' section is missing")
+            section.update({k: v for k, v in values.items() if v is not None})
         module = importlib.import_module(f"stages.{name}")
-        return module.run(params)
+        return module.run(params, **kwargs)
     except SketchganError as exc:
         _fail(exc)
     return {}
@@ -73,7 +84,21 @@ def _make_stage_command(name: str) -> None:
 
 
 for _stage in STAGE_HELP:
-    _make_stage_command(_stage)
+    if _stage != "train":
+        _make_stage_command(_stage)
+
+
+@app.command(help=STAGE_HELP["train"])
+def train(
+    params: ParamsOpt = Path("params.yaml"),
+    iters: Annotated[
+        int | None, typer.Option(min=1, help="Override train.iters (more iterations resume).")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard this run's resumable state; start over.")
+    ] = False,
+) -> None:
+    run_stage("train", params, {"train": {"iters": iters}}, fresh=fresh)
 
 
 @app.command()
@@ -186,6 +211,24 @@ def ui(
         uri = (load_params(params).get("tracking") or {}).get("uri")
     try:
         serve_ui(host=host, port=port, uri=uri)
+    except SketchganError as exc:
+        _fail(exc)
+
+
+@app.command()
+def studio(
+    host: Annotated[
+        str, typer.Option(help="Bind address; anything but loopback lets others run jobs here.")
+    ] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default: studio.port).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Draw sketches in the browser, customise the GAN, explore the result (Gradio app)."""
+    from sketchgan.runtime import load_params, repo_root
+    from sketchgan.studio.app import serve
+
+    try:
+        serve(load_params(params), repo_root(), host, port)
     except SketchganError as exc:
         _fail(exc)
 

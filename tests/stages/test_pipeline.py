@@ -67,6 +67,11 @@ def test_all_stages_end_to_end(tiny_project):
     # a second train with the same params resumes the finished run instead of retraining
     summary = importlib.import_module("stages.train").run(params)
     assert summary["resumed_from"] == 6
+    _cli_train_fewer_iterations_is_refused_then_fresh(root, params)
+    # what picks the best checkpoint is part of the run: another eval_samples is another run
+    changed = {**params, "train": {**params["train"], "eval_samples": 30}}
+    summary = importlib.import_module("stages.train").run(changed)
+    assert summary["resumed_from"] == 0
     assert (root / "data/photo_sketches/README.txt").is_file()
 
     # sketches made from the user's photos (the paper's "photosketch" sets) feed training
@@ -94,3 +99,27 @@ def test_all_stages_end_to_end(tiny_project):
     x0, y0 = panel_tile_origin(0, 0, w, zoom=4)  # 4x nearest-neighbour blocks
     tile = np.asarray(Image.open(figure).convert("L"))[y0 : y0 + 4 * h : 4, x0 : x0 + 4 * w : 4]
     assert np.abs(tile - first).max() <= 1
+
+
+def _cli_train_fewer_iterations_is_refused_then_fresh(root, params):
+    """`sketchgan train --iters 4` after a 6-iteration run: one line naming the field and
+    --fresh, nothing removed; with --fresh it starts over."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from sketchgan.cli import app
+
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = sorted(p.name for p in (root / "models/finetuned").iterdir())
+    runner = CliRunner()
+    refused = runner.invoke(app, ["train", "--iters", "4"])
+    assert refused.exit_code == 2
+    message = refused.output.strip()
+    assert "\n" not in message and "'train.iters'" in message and "--fresh" in message
+    assert sorted(p.name for p in (root / "models/finetuned").iterdir()) == before
+    fresh = runner.invoke(app, ["train", "--iters", "4", "--fresh"])
+    assert fresh.exit_code == 0, fresh.output
+    selection = json.loads((root / "models/finetuned/selection.json").read_text())
+    assert selection["last_step"] == 4
+    restored = runner.invoke(app, ["train", "--fresh"])  # back to the params' 6 iterations
+    assert restored.exit_code == 0, restored.output

@@ -111,8 +111,10 @@ def convert_sketch(img: Image.Image, size: int, name: str | os.PathLike = "sketc
     grey = np.clip(grey / max(background, 1e-6), 0.0, 1.0)
     square = Image.fromarray(np.rint(_pad_square(grey, 1.0) * 255).astype(np.uint8), "L")
     factor = square.size[0] / size
-    if factor > 2:  # thicken so strokes keep about one output pixel of ink
-        square = square.filter(ImageFilter.MinFilter(2 * int(factor / 4) + 1))
+    grow = 2 * int(factor / 4) + 1
+    if grow > 1:  # thicken so strokes keep about one output pixel of ink (1 would be a no-op,
+        # and Pillow 12 crashes on MinFilter(1) with SIGFPE)
+        square = square.filter(ImageFilter.MinFilter(grow))
     resized = square.resize((size, size), Image.BOX if factor > 1 else Image.BICUBIC)
     ink = 1.0 - np.asarray(resized, dtype=np.float64) / 255.0
     peak = ink.max()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchgan.checkpoints import load_checkpoint
 from sketchgan.data import world
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_torch
@@ -316,7 +317,7 @@ def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> Worl
     if not path.is_file():
         raise SketchganError(f"{path}: evaluator checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(path)
         model = WorldEvaluator(ckpt["config"])
         model.load_state_dict(ckpt["state"])
     except (KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError) as exc:

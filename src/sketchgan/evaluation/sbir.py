@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchgan.checkpoints import load_checkpoint
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.chamfer import top_indices
 from sketchgan.io import save_torch
@@ -206,7 +207,7 @@ def load_sbir(path: str | Path, device: torch.device | str = "cpu") -> SBIRNet:
     if not path.is_file():
         raise SketchganError(f"{path}: SBIR checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(path)
         model = SBIRNet(**ckpt["config"])
         model.load_state_dict(ckpt["state"])
     except (KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError) as exc:

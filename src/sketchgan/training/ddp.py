@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from sketchgan.checkpoints import load_checkpoint, load_torch_file
 from sketchgan.errors import SketchganError
 from sketchgan.io import load_image_folder
 from sketchgan.training.finetune import (
@@ -160,10 +161,7 @@ def load_images_arg(path: str | Path, mode: str, size: int) -> Tensor:
     if path.is_dir():
         return load_image_folder(path, mode=mode, size=size)
     if path.suffix == ".pt" and path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise SketchganError(f"{path}: unreadable tensor file") from exc
+        data = load_torch_file(path)
         if not torch.is_tensor(data):
             raise SketchganError(f"{path}: expected a tensor, got {type(data).__name__}")
         return data
@@ -183,8 +181,8 @@ def load_config_arg(path: str | Path) -> FinetuneConfig:
 
 
 def _generator_size(path: str | Path) -> int:
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+    data = load_checkpoint(path)
+    if not isinstance(data.get("config"), dict):
         raise SketchganError(f"{path}: expected a generator checkpoint with a 'config'")
     return generator_arch(data["config"], path)["size"]
 

@@ -914,7 +914,7 @@ class _Run:
         if diffs:
             raise SketchganError(
                 f"{where}: written with other settings ({'; '.join(diffs)}); "
-                "restore them or delete the checkpoint to start over"
+                "restore them, or start over with `sketchgan train --fresh`"
             )
         if ckpt.get("fingerprints") != self.t.fingerprints:
             changed = [
@@ -924,7 +924,7 @@ class _Run:
             ]
             raise SketchganError(
                 f"{where}: written for different inputs ({', '.join(changed)}); "
-                "delete the checkpoint to start over"
+                "start over with `sketchgan train --fresh`"
             )
         world = self.t.parallel.world_size
         if ckpt.get("world_size") != world:
@@ -933,7 +933,11 @@ class _Run:
                 "resume with the same number of processes"
             )
         if ckpt["step"] > self.cfg.iters:
-            raise _fail("iters", f"is {self.cfg.iters} but {where} is already at {ckpt['step']}")
+            raise _fail(
+                "iters",
+                f"is {self.cfg.iters} but {where} is already at {ckpt['step']}; raise it to "
+                "continue, or start over with `sketchgan train --fresh`",
+            )
         self.t.load_shared_state(ckpt["shared"], where)
         self.t.load_local_state(ckpt["local"][self.t.parallel.rank])
         self.step = int(ckpt["step"])

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,90 @@ def checkpoint_path(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / CHECKPOINT_NAME
 
 
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint before the newest one is kept (the fallback of a damaged one)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_prev{path.suffix}")
+
+
+def _remove_stale_temps(path: Path) -> list[Path]:
+    """Temporary files of saves that were killed half-way (``.checkpoint.pt.*.tmp``)."""
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Atomic write: an interrupted save leaves the previous good checkpoint in place."""
+    """Atomic write that keeps the last two checkpoints: the newest at ``path``, the one before
+    at ``previous_path(path)``. A kill at any moment leaves at least one good file, and
+    leftovers of earlier killed saves are removed."""
+    path = Path(path)
+    _remove_stale_temps(path)
+    if path.is_file():
+        os.replace(path, previous_path(path))
     save_torch(dict(state), path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None when there is none; unreadable files are errors."""
-    path = Path(path)
-    if not path.is_file():
+def _nonfinite(obj: Any, where: str = "") -> str | None:
+    """The first floating-point tensor holding NaN/Inf, by its key path, else None."""
+    if torch.is_tensor(obj):
+        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+            return where or "tensor"
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise SketchganError(
-            f"{path}: unreadable checkpoint ({exc.__class__.__name__}); delete it to start over"
-        ) from exc
-    if not isinstance(state, dict) or "step" not in state:
-        raise SketchganError(f"{path}: not a training checkpoint (no 'step'); delete it")
-    return state
+    items = (
+        obj.items()
+        if isinstance(obj, Mapping)
+        else enumerate(obj)
+        if isinstance(obj, (list, tuple))
+        else ()
+    )
+    for key, value in items:
+        found = _nonfinite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _load_verified(path: Path) -> dict[str, Any]:
+    """CRC-checked, weights-only, with a step and finite numbers everywhere."""
+    from sketchgan.checkpoints import load_checkpoint as load_file  # the one torch.load
+
+    state = load_file(path)
+    if "step" not in state:
+        raise SketchganError(f"{path}: not a training checkpoint (no 'step')")
+    bad = _nonfinite(state)
+    if bad:
+        raise SketchganError(f"{path}: non-finite values in '{bad}'")
+    return dict(state)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest good checkpoint: ``path``, or the previous one when ``path`` is damaged
+    (truncated, a flipped byte, NaN/Inf), with a warning naming the file; None when there is
+    none. When every copy is damaged the error names them and how to start over."""
+    path = Path(path)
+    candidates = [p for p in (path, previous_path(path)) if p.is_file()]
+    if not candidates:
+        return None
+    problems = []
+    for candidate in candidates:
+        try:
+            state = _load_verified(candidate)
+        except SketchganError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            warnings.warn(
+                f"{problems[0]}; resuming from the previous checkpoint {candidate.name} "
+                f"(step {state['step']})",
+                stacklevel=2,
+            )
+        return state
+    raise SketchganError(
+        f"{'; '.join(problems)}; no good checkpoint left: delete them (or use --fresh) "
+        "to start over"
+    )
 
 
 def config_differences(
