@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from sketchgan import tracking
-from sketchgan.checkpoints import load_finetuned_generator
+from sketchgan.checkpoints import load_checkpoint, load_finetuned_generator
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.evaluation.features import extract_features, select_extractor
@@ -26,7 +26,7 @@ from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.progress import TrainingProgress
-from sketchgan.runtime import repo_root, section
+from sketchgan.runtime import load_params, repo_root, section
 from sketchgan.training.finetune import FinetuneConfig, finetune
 from sketchgan.training.state import tensor_fingerprint
 
@@ -72,7 +72,7 @@ def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
         _publish(run_dir, result, root)
         gen = load_finetuned_generator(root / OUT_MODEL / "generator.pt", "cpu")
         register = bool((params.get("tracking") or {}).get("register_models", True))
-        tracking.log_model(gen, "finetuned-generator", register=register)
+        _log_model(gen, params, root, result, register)
         tracking.log_artifact(root / OUT_TRAIN / "losses.csv")
         summary.update(
             steps=result.steps,
@@ -87,6 +87,47 @@ def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
         if run_id is not None:
             write_json(root / OUT_MODEL / "mlflow_run.json", {"run_id": run_id})
     return summary
+
+
+def _is_default_run(params: dict[str, Any], root: Path) -> bool:
+    """The project's own settings: not a DVC experiment, and the train section as in
+    params.yaml (a CLI override such as ``--iters 30`` is not)."""
+    if tracking.is_experiment():
+        return False
+    try:
+        on_disk = load_params(root / "params.yaml").get("train")
+    except SketchganError:
+        return False
+    return on_disk == params.get("train")
+
+
+def _log_model(gen: torch.nn.Module, params: dict[str, Any], root: Path, result, register: bool):
+    """Log (and register) the published generator; the best default-settings one becomes the
+    ``champion`` alias, an ablation or a shortened run never does."""
+    default = _is_default_run(params, root)
+    arch = {
+        k: int(v) for k, v in load_checkpoint(root / OUT_MODEL / "generator.pt")["config"].items()
+    }
+    info = tracking.log_model(
+        gen,
+        "finetuned-generator",
+        register=register,
+        state_dict_extra={"config": arch},
+        description=(
+            f"GANSketching fine-tune ({params['train'].get('tune')}, {result.steps} its); "
+            f"best-FID step {result.best_step}"
+        ),
+        tags={
+            "best_fid": result.best_score,
+            "steps": result.steps,
+            "tune": params["train"].get("tune"),
+            "default_settings": default,
+        },
+    )
+    if info and info["version"] is not None and default and result.best_score is not None:
+        tracking.promote_champion(
+            info["registered_model"], info["version"], result.best_score, "best_fid"
+        )
 
 
 def _noting(eval_fn, bar: TrainingProgress):

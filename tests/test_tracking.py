@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -340,3 +341,71 @@ def test_wait_for_ui_reports_early_exit() -> None:
     proc.wait()
     with pytest.raises(SketchganError, match="exited with code 3"):
         tr.wait_for_ui(f"http://127.0.0.1:{_free_port()}", timeout_s=5, proc=proc)
+
+
+def test_killing_sketchgan_ui_stops_the_mlflow_server(tmp_path) -> None:
+    """`kill <pid of sketchgan ui>` (SIGTERM) takes the server, in its own group, with it."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sketchgan.cli", "ui", "--port", str(port), "--params", "none"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        tr.wait_for_ui(url, timeout_s=90, proc=ui)
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(30) == 0
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server outlived the ui"
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+
+
+def test_a_logged_generator_loads_where_sketchgan_is_not_installed(env, store, tmp_path) -> None:
+    """The package's code ships with the pickled model (code_paths), the zoo weights do not;
+    the registered version carries a description and its source run."""
+    from sketchgan.models.stylegan2 import Generator
+
+    gen = Generator(16, 16, 2, channel_multiplier=1, channel_max=16)
+    with tr.stage_run("codeship", {}) as active:
+        info = tr.log_model(gen, "ship-gen", description="a test generator", tags={"k": 1})
+    files = {a.path for a in client().list_artifacts(active.info.run_id, "ship-gen/code/sketchgan")}
+    assert "ship-gen/code/sketchgan/models" in files and "ship-gen/code/sketchgan/zoo" not in files
+    version = client().get_model_version("sketchgan-ship-gen", str(info["version"]))
+    assert version.description == "a test generator"
+    assert version.tags["source_run"] == active.info.run_id and version.tags["k"] == "1"
+    script = (
+        "import sys\n"
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        "sys.path = [p for p in sys.path if not p.rstrip('/').endswith('/src')]\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('sketchgan') is None, 'sketchgan still importable'\n"
+        "import mlflow, mlflow.pytorch, torch\n"
+        f"mlflow.set_tracking_uri({tr._state['uri']!r})\n"
+        f"g = mlflow.pytorch.load_model({info['model_uri']!r})\n"
+        "img, _ = g([torch.randn(2, 16)])\n"
+        "print(tuple(img.shape), type(g).__module__)\n"
+    )
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(2, 3, 16, 16) sketchgan.models.stylegan2" in out.stdout

@@ -562,7 +562,7 @@ def _build_sketch_net(cfg: dict[str, int]) -> nn.Module:
 def load_generator(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
-    key: str = "g_ema",
+    key: str | tuple[str, ...] = "g_ema",
     config: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, int]]:
     """Build a Generator from the file's config (or ``config`` for bare/foreign files) and load it.
@@ -571,7 +571,8 @@ def load_generator(
     bare state dict (GANSketching's netG.pth) is accepted with an explicit ``config``.
     """
     gen, cfg = _load_network(path, device, GENERATOR_CONFIG_KEYS, _build_generator, key, config)
-    legacy = load_checkpoint(path).get("w_shift") if key in ("g_ema", "g") else None
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    legacy = load_checkpoint(path).get("w_shift") if {"g_ema", "g"} & set(keys) else None
     if torch.is_tensor(legacy) and gen.w_shift() is None:
         # files of earlier versions kept the w_shift vector as a top-level entry
         gen.add_w_shift(legacy.to(device))
@@ -585,9 +586,10 @@ def load_finetuned_generator(
 
     A w_shift fine-tune carries its vector in the state dict (``style.<n_mlp + 1>.w_shift``,
     the reference's layout) and the generator grows the slot for it, so callers use it
-    exactly like a pretrained one.
+    exactly like a pretrained one. MLflow's state-dict artifacts (``{"state", "config"}``)
+    load too.
     """
-    return load_generator(path, device)[0].eval()
+    return load_generator(path, device, key=("g_ema", "state"))[0].eval()
 
 
 def load_discriminator(

@@ -105,7 +105,11 @@ def train(
 def generate(
     out: Annotated[Path, typer.Option(help="Output folder for PNG samples and grid.png.")],
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Generator checkpoint (.pt/.pth, rosinality layout).")
+        str | None,
+        typer.Option(
+            help="Generator checkpoint (.pt/.pth, rosinality layout), or a registered model: "
+            "models:/sketchgan-finetuned-generator@champion, models:/<name>/<version>."
+        ),
     ] = None,
     n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 16,
     seed: Annotated[

@@ -14,8 +14,10 @@ from sketchgan.models.stylegan2 import Generator
 from sketchgan.runtime import pick_device
 
 
-def _generator(checkpoint: Path | None, random_config: dict[str, Any] | None, device):
+def _generator(checkpoint: Path | str | None, random_config: dict[str, Any] | None, device):
     if checkpoint is not None:
+        if str(checkpoint).startswith("models:/"):
+            return _registered(str(checkpoint), device)
         if not Path(checkpoint).is_file():
             raise SketchganError(f"{checkpoint}: checkpoint not found")
         return load_finetuned_generator(checkpoint, device)
@@ -24,6 +26,19 @@ def _generator(checkpoint: Path | None, random_config: dict[str, Any] | None, de
         raise SketchganError(f"--size: must be a power of two >= 4, got {cfg.get('size')}")
     torch.manual_seed(0)
     return Generator(**cfg).to(device).eval()
+
+
+def _registered(uri: str, device) -> Any:
+    """A registered model version (``models:/<name>@<alias>``, ``models:/<name>/<n>``) from
+    this project's MLflow store, through its weights-only state-dict artifact."""
+    import tempfile
+
+    from sketchgan import tracking
+
+    tracking.configure()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracking.download_registered_state(uri, tmp)
+        return load_finetuned_generator(path, device)
 
 
 def generate_samples(

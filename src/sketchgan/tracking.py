@@ -36,11 +36,13 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +59,7 @@ from sketchgan.io import make_grid, save_png, save_torch
 from sketchgan.runtime import repo_root
 
 ENV_PIPELINE_RUN = "SKETCHGAN_PIPELINE_RUN"
+CHAMPION = "champion"  # alias of the best default-settings fine-tuned generator
 PIPELINE_EXPERIMENT = "sketchgan-pipeline"
 PIPELINE_TAG = "sketchgan.pipeline"
 STAGE_TAG = "sketchgan.stage"
@@ -587,16 +590,32 @@ def _cpu_module(module: torch.nn.Module) -> torch.nn.Module:
     return module if on_cpu else copy.deepcopy(module).cpu()
 
 
+@contextlib.contextmanager
+def _model_code() -> Iterator[Path]:
+    """The package's source (no zoo weights, no caches) to ship with a pickled model, so
+    ``mlflow.pytorch.load_model`` works where sketchgan is not installed."""
+    package = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / package.name
+        shutil.copytree(
+            package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pt", "zoo")
+        )
+        yield target
+
+
 def log_model(
     module: torch.nn.Module,
     name: str,
     register: bool = True,
     state_dict_extra: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Log ``{"state": state_dict, **state_dict_extra}`` and the pickled PyTorch flavour.
 
     Returns the model URI, the state-dict artifact URI and the registered name/version (None
-    outside a run). ``state_dict_extra`` (e.g. ``{"config": ...}``) must be plain data.
+    outside a run). ``state_dict_extra`` (e.g. ``{"config": ...}``) must be plain data. A
+    registered version gets ``description`` and ``tags`` plus its source run and DVC experiment.
     """
     run = _active_run()
     if run is None:
@@ -615,13 +634,15 @@ def log_model(
     level = pytorch_logger.level
     pytorch_logger.setLevel(logging.ERROR)  # the pickle warning is expected: see docstring
     try:
-        info = mlflow_pytorch.log_model(
-            module,
-            name=safe,
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            registered_model_name=registered,
-        )
+        with _model_code() as code:
+            info = mlflow_pytorch.log_model(
+                module,
+                name=safe,
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                registered_model_name=registered,
+                code_paths=[str(code)],
+            )
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise SketchganError(
@@ -629,12 +650,92 @@ def log_model(
         ) from exc
     finally:
         pytorch_logger.setLevel(level)
-    return {
+    out = {
         "model_uri": info.model_uri,
         "state_dict_uri": f"runs:/{run.info.run_id}/state_dicts/{safe}.pt",
         "registered_model": registered,
         "version": info.registered_model_version,
     }
+    if registered and info.registered_model_version is not None:
+        _describe_version(registered, info.registered_model_version, run, description, tags)
+    return out
+
+
+def _describe_version(
+    name: str,
+    version: Any,
+    run: Any,
+    description: str | None,
+    tags: Mapping[str, Any] | None,
+) -> None:
+    """Description, source run, DVC experiment and the caller's tags on a model version."""
+    client = _client()
+    text = description or f"logged by run {run.info.run_id}"
+    client.update_model_version(name, str(version), description=text)
+    all_tags = {"source_run": run.info.run_id, **dvc_tags(fingerprint=False), **(tags or {})}
+    for key, value in all_tags.items():
+        client.set_model_version_tag(
+            name, str(version), sanitize_key(key), truncate_value(str(value), MAX_TAG_VALUE)
+        )
+
+
+def promote_champion(name: str, version: Any, score: float, metric: str) -> bool:
+    """Point the ``champion`` alias at ``version`` when its ``metric`` (lower is better, e.g. the
+    best FID) beats the current champion's; returns whether it moved. Only callers that know
+    the run used the project's default settings call this (an ablation never does)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    if current is not None:
+        best = current.tags.get(metric)
+        try:
+            if best is not None and not float(score) < float(best):
+                return False
+        except ValueError:
+            pass
+    client.set_model_version_tag(name, str(version), metric, str(score))
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    return True
+
+
+def is_experiment(env: Mapping[str, str] | None = None) -> bool:
+    """True inside ``dvc exp run`` (queued, temp or workspace): settings may differ from HEAD."""
+    env = os.environ if env is None else env
+    return bool(env.get("DVC_EXP_NAME") or env.get("DVC_EXP_BASELINE_REV"))
+
+
+def download_registered_state(uri: str, dest: str | os.PathLike) -> Path:
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` -> the version's state-dict
+    artifact (``{"state", "config"}``, loads with ``weights_only=True``) under ``dest``."""
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
+    if match is None:
+        raise SketchganError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    name, alias, number = match.groups()
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        version = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+        artifacts = client.list_artifacts(version.run_id, "state_dicts")
+    except MlflowException as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise SketchganError(f"{uri}: not in the model registry ({first})") from exc
+    files = [a.path for a in artifacts if a.path.endswith(".pt")]
+    if not files:
+        raise SketchganError(f"{uri}: run {version.run_id} has no state-dict artifact")
+    mlflow = _mlflow()
+    local = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=files[0], dst_path=str(dest)
+    )
+    return Path(local)
 
 
 # --------------------------------------------------------------------------- UI server
@@ -670,15 +771,30 @@ def serve_ui(
     return proc
 
 
+class _Stopped(Exception):
+    """SIGTERM/SIGHUP while serving: stop the server, then exit quietly."""
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    raise _Stopped(signum)
+
+
 def _block_until_interrupted(proc: subprocess.Popen, port: int) -> None:
-    """Wait for Ctrl-C; a server that stops by itself failed (``mlflow ui`` exits 0 even when
-    it cannot bind the port)."""
+    """Wait for Ctrl-C, ``kill`` or a closed terminal, and stop the server with us (it runs in
+    its own process group, so it would otherwise outlive us); a server that stops by itself
+    failed (``mlflow ui`` exits 0 even when it cannot bind the port)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _raise_stopped)
     try:
         code = proc.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         return
     finally:
         stop_ui(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     raise SketchganError(f"mlflow ui: stopped by itself (code {code}); is port {port} in use?")
 
 

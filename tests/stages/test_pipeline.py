@@ -64,10 +64,16 @@ def test_all_stages_end_to_end(tiny_project):
     keys = {r[0] for r in db.execute("select key from metrics where run_uuid = ?", (run_id,))}
     assert {"eval.fid", "eval.target_match"} <= keys
 
+    champion = _champion(root)
+    assert champion.run_id == run_id and champion.description.startswith("GANSketching")
+    assert champion.tags["source_run"] == run_id and champion.tags["default_settings"] == "True"
+    _cli_generate_from_the_registry(root)
+
     # a second train with the same params resumes the finished run instead of retraining
     summary = importlib.import_module("stages.train").run(params)
     assert summary["resumed_from"] == 6
     _cli_train_fewer_iterations_is_refused_then_fresh(root, params)
+    assert _champion(root).version == champion.version  # overrides never take the alias
     # what picks the best checkpoint is part of the run: another eval_samples is another run
     changed = {**params, "train": {**params["train"], "eval_samples": 30}}
     summary = importlib.import_module("stages.train").run(changed)
@@ -123,3 +129,25 @@ def _cli_train_fewer_iterations_is_refused_then_fresh(root, params):
     assert selection["last_step"] == 4
     restored = runner.invoke(app, ["train", "--fresh"])  # back to the params' 6 iterations
     assert restored.exit_code == 0, restored.output
+
+
+def _champion(root):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return client.get_model_version_by_alias("sketchgan-finetuned-generator", "champion")
+
+
+def _cli_generate_from_the_registry(root):
+    from typer.testing import CliRunner
+
+    from sketchgan.cli import app
+
+    uri = "models:/sketchgan-finetuned-generator@champion"
+    out = CliRunner().invoke(app, ["generate", "--checkpoint", uri, "--n", "3", "--out", "gen"])
+    assert out.exit_code == 0, out.output
+    assert len(list((root / "gen").glob("*.png"))) >= 3
+    missing = CliRunner().invoke(
+        app, ["generate", "--checkpoint", "models:/no-such-model@champion", "--out", "g2"]
+    )
+    assert missing.exit_code == 2 and "not in the model registry" in missing.output
