@@ -3,7 +3,7 @@
 Each row is one ``dvc exp run -n abl-<name> -S ...`` on the committed embedded default (params
 only), run one after the other in the workspace (params.yaml and dvc.lock are restored from git
 between rows, so every row differs from the default in its own settings only). After each run
-``reports/metrics.json`` is copied to ``reports/ablations/<name>.json``; the table is then built
+``reports/evaluation.json`` is copied to ``reports/ablations/<name>.json``; the table is then built
 from those files. The full method and the two baselines are also run at seeds 1 and 2 (the global
 ``seed``: new sketches, eval set, pools and training draws) for mean +/- sd.
 
@@ -82,7 +82,7 @@ def run_row(name: str, settings: list[str]) -> None:
         args += ["-S", s]
     _sh(*args)
     OUT.mkdir(parents=True, exist_ok=True)
-    metrics = json.loads((ROOT / "reports/metrics.json").read_text())
+    metrics = json.loads((ROOT / "reports/evaluation.json").read_text())
     metrics["ablation"] = {"settings": settings, "seconds": round(time.time() - t0)}
     (OUT / f"{name}.json").write_text(json.dumps(metrics, indent=1))
 
@@ -103,7 +103,7 @@ def run_all(only: list[str] | None = None) -> None:
     _sh(DVC, "checkout", "-f")
     # the workspace shows the committed default again (its stage outputs come from the cache)
     if (OUT / "full.json").exists():
-        shutil.copyfile(OUT / "full.json", ROOT / "reports/metrics.json")
+        shutil.copyfile(OUT / "full.json", ROOT / "reports/evaluation.json")
 
 
 def _load(name: str) -> dict:

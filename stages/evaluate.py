@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: every generated set vs. the eval set -> reports/metrics.json.
+"""DVC stage `evaluate`: every generated set vs. the eval set -> reports/evaluation.json
+(everything) and reports/metrics.json (its numbers, flattened).
 
 Methods: the fine-tuned model (best-FID checkpoint, with its last-iteration figures beside it),
 the original model, and the two retrieval baselines. Metrics: FID, KID, precision/recall (k=3)
@@ -32,9 +33,11 @@ from sketchgan.evaluation.metrics import colour_spread
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
+from sketchgan.report import flat_metrics
 from sketchgan.runtime import repo_root, section
 
-METRICS = Path("reports/metrics.json")
+METRICS = Path("reports/metrics.json")  # numbers only, method.metric (DVC metrics)
+EVALUATION = Path("reports/evaluation.json")  # everything (the report's input)
 FEATURES = Path("outputs/features")
 SETS = {
     "finetuned": Path("outputs/samples/finetuned"),
@@ -84,8 +87,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 res["shape_match"] = match["shape_rate"]
             results[name] = res
         methods = _assemble(results, root)
-        metrics = {"methods": methods, "meta": _meta(params, root, extractor.name, target)}
-        write_json(root / METRICS, metrics)
+        evaluation = {"methods": methods, "meta": _meta(params, root, extractor.name, target)}
+        write_json(root / EVALUATION, evaluation)
+        write_json(root / METRICS, flat_metrics(evaluation))
         _log_to_model_runs(methods, root)
         summary["fid"] = {k: round(v["fid"], 4) for k, v in methods.items()}
     return summary

@@ -45,7 +45,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "figures_dir": root / "reports/figures/report",
         }
         render_report(
-            root / "reports/metrics.json",
+            root / "reports/evaluation.json",
             root / "reports/benchmark.md",
             root / "reports/benchmark.html",
             context,

@@ -205,3 +205,28 @@ def test_bad_metrics_file_names_file_and_field(tmp_path: Path) -> None:
 
 def test_git_commit_outside_a_repository(tmp_path: Path) -> None:
     assert git_commit(tmp_path).startswith("unknown")
+
+
+def test_flat_metrics_are_numbers_only_and_one_level():
+    from sketchgan.report import flat_metrics
+
+    evaluation = {
+        "methods": {
+            "finetuned": {
+                "fid": 12.5,
+                "kid": 0.0012345678,
+                "iteration": 200,
+                "features": "x",
+                "last": {"fid": 13.0},
+            },
+            "sbir": {"fid": None, "target_match": 0.25},
+        },
+        "meta": {"timings": {"train": 3.0}},
+    }
+    flat = flat_metrics(evaluation)
+    assert flat == {
+        "finetuned.fid": 12.5,
+        "finetuned.kid": 0.0012345678,
+        "finetuned.iteration": 200,
+        "sbir.target_match": 0.25,
+    }

@@ -40,7 +40,8 @@ STAGE_HELP = {
     "baselines": "Build the paper's baselines from the original model's pool: Chamfer matching "
     "and sketch-based image retrieval (SBIR).",
     "evaluate": "FID, KID, precision/recall, sketch Chamfer distance and target-match share of "
-    "every method vs. the eval set -> reports/metrics.json.",
+    "every method vs. the eval set -> reports/evaluation.json (+ its numbers in "
+    "reports/metrics.json).",
     "report": "Write reports/benchmark.md and a self-contained reports/benchmark.html.",
 }
 

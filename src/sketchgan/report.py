@@ -5,7 +5,8 @@ every image as base64 and has no external link (readable offline, attachable to 
 Anything optional that is missing is shown as "not run" instead of stopping the report: the
 report is most needed exactly when a stage was skipped or failed.
 
-``metrics.json`` schema (written by the evaluation stage; every field but ``methods`` optional)::
+``evaluation.json`` schema (written by the evaluation stage; every field but ``methods``
+optional; ``metrics.json`` beside it holds its numbers flattened, see ``flat_metrics``)::
 
     {
       "methods": {
@@ -166,6 +167,22 @@ def load_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
     for name, entry in data.get("methods", {}).items():
         _check_entry(entry, f"{path}: methods.{name}")
     return data
+
+
+def flat_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of ``evaluation.json`` that DVC shows, flattened to ``method.metric``
+    (``metrics.json``: numbers only, one level, so ``dvc metrics show/diff`` and
+    ``dvc exp show`` stay readable)."""
+    out: dict[str, float] = {}
+    for name, entry in (evaluation.get("methods") or {}).items():
+        for key, *_ in METRICS:
+            value = entry.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{name}.{key}"] = float(value)
+        iteration = entry.get("iteration")
+        if isinstance(iteration, int) and not isinstance(iteration, bool):
+            out[f"{name}.iteration"] = iteration
+    return out
 
 
 def method_role(name: str, entry: Mapping[str, Any]) -> str:
