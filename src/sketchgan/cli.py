@@ -113,6 +113,10 @@ def generate(
         ),
     ] = None,
     n: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 16,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Exactly these samples of the sequence, e.g. 0-15 or 3,7 (not --n)."),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the first sample; sample i uses z(seed+i).")
     ] = 0,
@@ -131,10 +135,13 @@ def generate(
     try:
         if checkpoint is None and not random_init:
             raise SketchganError("generate: give --checkpoint PATH or --random-init")
+        from sketchgan.generate import parse_seeds
+
         written = generate_samples(
             out=out,
             checkpoint=checkpoint,
             n=n,
+            seeds=parse_seeds(seeds) if seeds is not None else None,
             seed=seed,
             truncation=truncation,
             device=device,
