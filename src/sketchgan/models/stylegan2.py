@@ -74,9 +74,8 @@ def blur2d(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
     """Pad then filter every channel with ``kernel`` (upfirdn2d with up = down = 1)."""
     n, c, h, w = x.shape
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    weight = kernel.flip([0, 1]).to(x.dtype)[None, None]
-    out = F.conv2d(x.reshape(n * c, 1, *x.shape[2:]), weight)
-    return out.reshape(n, c, *out.shape[2:])
+    weight = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, groups=c)
 
 
 def upsample2d(x: Tensor, kernel: Tensor) -> Tensor:
