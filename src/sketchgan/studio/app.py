@@ -20,7 +20,7 @@ import numpy as np
 from sketchgan.errors import SketchganError
 from sketchgan.studio import core
 
-POLL_S = 1.0
+POLL_S = 2.0
 CANVAS_PX = 256
 
 
@@ -124,14 +124,19 @@ class Studio:
         except SketchganError as exc:
             yield _bar(0.0), f"⚠ {exc}", None, None, None
             return
+        shown: list = [None]  # the grid file last sent: unchanged grids are not re-sent
         while not job.done.wait(POLL_S):
-            yield self._progress(job)
-        yield self._progress(job)
+            yield self._progress(job, shown)
+        yield self._progress(job, shown)
 
-    def _progress(self, job: core.Job):
+    def _progress(self, job: core.Job, shown: list):
         pos = self.customiser.position(job)
         label = f"queued: position {pos}" if pos else job.summary()
-        grid = core.enlarged(job.grid) if job.grid else None
+        if job.grid is not None and job.grid != shown[0]:
+            grid = core.enlarged(job.grid)
+            shown[0] = job.grid if grid is not None else None
+        else:  # sending the same image every poll costs the browser and the trainer CPU
+            grid = _gradio().skip()
         ckpt = (
             str(job.checkpoint)
             if job.checkpoint and job.finished and job.status != "failed"
@@ -277,6 +282,7 @@ def build(studio: Studio):
             [sketches, model, iters, l_image, augment, tune, g_lr],
             [bar, status, live, job_id, ckpt],
             concurrency_limit=None,  # the Customiser queues the jobs; polling runs for everyone
+            show_progress="hidden",  # our own bar; the built-in timer animation costs CPU
         )
         explore_inputs = [model, ckpt, first_seed, truncation, alpha, *sigmas]
         explore_outputs = [compare, edited, explore_msg]
