@@ -14,28 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
 from pathlib import Path
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-
-
-def star(cx: float, cy: float, r_out: float, r_in: float) -> list[tuple[float, float]]:
-    pts = []
-    for k in range(11):
-        a = -math.pi / 2 + k * math.pi / 5
-        r = r_out if k % 2 == 0 else r_in
-        pts.append((cx + r * math.cos(a), cy + r * math.sin(a)))
-    return pts
+from sketchgan.studio.drive import CHROMIUM_ARGS, draw_star_upper_left, open_page
 
 
 def main() -> None:
@@ -48,26 +32,10 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1800})
-        page.goto(args.url)
-        page.wait_for_selector("#canvas canvas", timeout=120_000)
-        page.wait_for_selector("#original img", timeout=120_000)
-        page.get_by_role("button", name="Brush").click()
-        box = page.locator("#canvas canvas").first.bounding_box()
-        side = min(box["width"], box["height"]) * 0.82
-        x0 = box["x"] + (box["width"] - side) / 2
-        y0 = box["y"] + (box["height"] - side) / 2
-        pts = star(x0 + 0.42 * side, y0 + 0.42 * side, 0.19 * side, 0.08 * side)
-        page.mouse.move(*pts[0])
-        page.mouse.down()
-        for q in pts[1:]:
-            page.mouse.move(*q, steps=8)
-        page.mouse.up()
-        page.click("#add-sketch")
-        page.wait_for_function(
-            "document.querySelector('#sketch-msg').innerText.includes('ready')", timeout=30_000
-        )
+        open_page(page, args.url, 120_000)
+        draw_star_upper_left(page)
         if args.iters is not None:
             page.get_by_text("advanced").click()
             field = page.locator("#iters input[type=number]")

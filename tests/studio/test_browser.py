@@ -8,7 +8,6 @@ installs it), where a missing browser is a failure.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import subprocess
@@ -21,14 +20,9 @@ import pytest
 import yaml
 from conftest import tiny_params
 
+from sketchgan.studio.drive import CHROMIUM_ARGS, draw_star_upper_left, open_page
+
 CHROMIUM = Path(os.environ.get("SKETCHGAN_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 ITERS = 3
 
 
@@ -111,15 +105,6 @@ def studio_server(tmp_path_factory):
         log.close()
 
 
-def _star(cx: float, cy: float, r_out: float, r_in: float) -> list[tuple[float, float]]:
-    pts = []
-    for k in range(11):
-        a = -math.pi / 2 + k * math.pi / 5
-        r = r_out if k % 2 == 0 else r_in
-        pts.append((cx + r * math.cos(a), cy + r * math.sin(a)))
-    return pts
-
-
 def test_draw_customise_and_see_the_result_and_the_mlflow_run(studio_server):
     from playwright.sync_api import sync_playwright
 
@@ -128,25 +113,9 @@ def test_draw_customise_and_see_the_result_and_the_mlflow_run(studio_server):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1800})
-            page.goto(url)
-            page.wait_for_selector("#canvas canvas", timeout=60_000)
-            page.wait_for_selector("#original img", timeout=60_000)  # the original's samples
-            page.get_by_role("button", name="Brush").click()
-            box = page.locator("#canvas canvas").first.bounding_box()
-            side = min(box["width"], box["height"]) * 0.8
-            x0 = box["x"] + (box["width"] - side) / 2
-            y0 = box["y"] + (box["height"] - side) / 2
-            pts = _star(x0 + 0.4 * side, y0 + 0.4 * side, 0.2 * side, 0.09 * side)
-            page.mouse.move(*pts[0])
-            page.mouse.down()
-            for q in pts[1:]:
-                page.mouse.move(*q, steps=6)
-            page.mouse.up()
-            page.click("#add-sketch")
-            page.wait_for_function(
-                "document.querySelector('#sketch-msg').innerText.includes('1 sketch(es) ready')",
-                timeout=30_000,
-            )
+            open_page(page, url, 60_000)
+            draw_star_upper_left(page)
+            assert "1 sketch(es) ready" in page.inner_text("#sketch-msg")
             assert page.locator("#preview img").count() == 1
             page.click("#customise")
             page.wait_for_function(
