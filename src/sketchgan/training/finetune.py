@@ -602,11 +602,9 @@ class _Trainer:
         keep = {id(p) for _, p in chosen}
         for _, p in named:
             p.requires_grad_(id(p) in keep)
-        self.w_shift: Tensor | None = None
         if tune == "w_shift":
             # the reference's layout: a WShift module appended to the mapping network
-            self.w_shift = self.g.add_w_shift()
-            chosen = [(self.g.w_shift_key, self.w_shift)]
+            chosen = [(self.g.w_shift_key, self.g.add_w_shift())]
         self.g_trained_names = [n for n, _ in chosen]
         self.g_trained = [p for _, p in chosen]
         self.anchors = [p.detach().clone() for p in self.g_trained]
