@@ -89,7 +89,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         methods = _assemble(results, root)
         evaluation = {"methods": methods, "meta": _meta(params, root, extractor.name, target)}
         write_json(root / EVALUATION, evaluation)
-        write_json(root / METRICS, flat_metrics(evaluation))
+        headline = flat_metrics(evaluation)
+        write_json(root / METRICS, headline)
+        tracking.log_pipeline_metrics(headline)  # the parent run's row shows the result
         _log_to_model_runs(methods, root)
         summary["fid"] = {k: round(v["fid"], 4) for k, v in methods.items()}
     return summary

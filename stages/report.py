@@ -52,6 +52,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         )
         tracking.log_artifact(root / "reports/benchmark.html")
         tracking.log_artifact(root / "reports/benchmark.md")
+        tracking.log_artifact(root / README_FIGURE, "figures")  # the comparison panel
         summary["timings"] = context["timings"]
     return summary
 

@@ -23,7 +23,7 @@ from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.evaluation.features import extract_features, select_extractor
 from sketchgan.evaluation.metrics import fid_from_features
 from sketchgan.evaluation.sampling import generate_images
-from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json
+from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json, write_text
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.progress import TrainingProgress
 from sketchgan.runtime import load_params, repo_root, section
@@ -33,6 +33,7 @@ from sketchgan.training.state import tensor_fingerprint
 PRETRAINED = Path("models/pretrained")
 OUT_MODEL = Path("models/finetuned")
 OUT_TRAIN = Path("outputs/train")
+FID_HISTORY = "fid_history.csv"
 RUNS = Path("outputs/train_runs")
 EVAL_SEED = 7_000_001
 LENGTH_FIELDS = ("iters", "checkpoint_every", "sample_every", "eval_every", "log_every")
@@ -52,6 +53,8 @@ def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
         run_dir = root / RUNS / _run_key(cfg, root, sketches, reg, params, eval_samples)
         if fresh:
             _discard_state(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tracking.link_resumed_run(run_dir / "mlflow_run_id")  # a killed run is marked KILLED
         eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
         with TrainingProgress(cfg.iters, "train") as bar:
 
@@ -69,11 +72,14 @@ def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
                 log_fn=log,
                 eval_fn=_noting(eval_fn, bar),
             )
+        _replay_fid_history(run_dir / FID_HISTORY, result.resumed_from)
         _publish(run_dir, result, root)
         gen = load_finetuned_generator(root / OUT_MODEL / "generator.pt", "cpu")
         register = bool((params.get("tracking") or {}).get("register_models", True))
         _log_model(gen, params, root, result, register)
         tracking.log_artifact(root / OUT_TRAIN / "losses.csv")
+        if (root / OUT_TRAIN / "samples").is_dir():  # the fixed-z grid of every sample step
+            tracking.log_artifact(root / OUT_TRAIN / "samples", "samples")
         summary.update(
             steps=result.steps,
             best_step=result.best_step,
@@ -225,12 +231,9 @@ def _fid_eval_fn(params: dict[str, Any], root: Path, n: int, run_dir: Path):
         gen.train(was_training)
         fid = fid_from_features(extract_features(images, extractor), ref)
         tracking.log_step_metrics({"fid_eval": fid}, step)
-        history = run_dir / "fid_history.csv"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not history.exists():
-            history.write_text("step,fid\n")
-        with history.open("a") as f:
-            f.write(f"{step},{fid:.6f}\n")
+        history = run_dir / FID_HISTORY
+        text = history.read_text() if history.is_file() else "step,fid\n"
+        write_text(history, f"{text}{step},{fid!r}\n")  # atomic: a kill never tears a row
         return fid
 
     return eval_fn
@@ -252,15 +255,31 @@ def _publish(run_dir: Path, result: Any, root: Path) -> None:
         )
     with atomic_dir(root / OUT_TRAIN) as tmp:
         shutil.copyfile(run_dir / "losses.csv", tmp / "losses.csv")
-        if (run_dir / "fid_history.csv").is_file():
-            _dedupe_history(run_dir / "fid_history.csv", tmp / "fid_history.csv")
+        if (run_dir / FID_HISTORY).is_file():
+            _dedupe_history(run_dir / FID_HISTORY, tmp / FID_HISTORY)
         if (run_dir / "samples").is_dir():
             shutil.copytree(run_dir / "samples", tmp / "samples")
 
 
-def _dedupe_history(src: Path, dst: Path) -> None:
-    rows: dict[int, str] = {}
-    for line in src.read_text().splitlines()[1:]:
+def _replay_fid_history(path: Path, upto: int) -> None:
+    """FID values an earlier (killed or finished) process measured up to the resumed step: the
+    run that resumes logs them again, so its MLflow curve is whole."""
+    if upto <= 0 or not path.is_file():
+        return
+    for step, fid in _history_rows(path).items():
+        if step <= upto:
+            tracking.log_step_metrics({"fid_eval": fid}, step)
+
+
+def _history_rows(path: Path) -> dict[int, float]:
+    """step -> FID; a step evaluated twice (before and after a resume) keeps its last value."""
+    rows: dict[int, float] = {}
+    for line in path.read_text().splitlines()[1:]:
         step, fid = line.split(",")
-        rows[int(step)] = fid
-    dst.write_text("step,fid\n" + "".join(f"{k},{rows[k]}\n" for k in sorted(rows)))
+        rows[int(step)] = float(fid)
+    return rows
+
+
+def _dedupe_history(src: Path, dst: Path) -> None:
+    rows = _history_rows(src)
+    dst.write_text("step,fid\n" + "".join(f"{k},{rows[k]!r}\n" for k in sorted(rows)))

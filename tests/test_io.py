@@ -7,6 +7,7 @@ from sketchgan.errors import SketchganError
 from sketchgan.io import (
     atomic_dir,
     atomic_path,
+    clear_leftovers,
     list_images,
     load_image_folder,
     make_grid,
@@ -14,6 +15,7 @@ from sketchgan.io import (
     save_image_folder,
     save_torch,
     to_uint8,
+    write_text,
 )
 
 
@@ -89,3 +91,27 @@ def test_atomic_outputs_are_not_owner_only(tmp_path):
         (tmp / "a").write_text("x")
     assert (tmp_path / "f.txt").stat().st_mode & 0o044
     assert (tmp_path / "d").stat().st_mode & 0o055
+
+
+def test_leftovers_of_killed_atomic_writes_are_cleared_and_a_moved_folder_comes_back(tmp_path):
+    import os
+
+    dead = 999_999_999  # above any pid_max: no such process
+    target = tmp_path / "losses.csv"
+    (tmp_path / f".losses.csv.{dead}.x1.tmp").write_text("half")
+    (tmp_path / f".losses.csv.{os.getpid()}.x2.tmp").write_text("a live writer's")
+    (tmp_path / f".other.csv.{dead}.x3.tmp").write_text("another file's")
+    write_text(target, "step\n")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        [f".losses.csv.{os.getpid()}.x2.tmp", f".other.csv.{dead}.x3.tmp", "losses.csv"]
+    )
+    # a kill between atomic_dir's two renames: the old folder was moved aside, the new not in
+    out = tmp_path / "finetuned"
+    moved = tmp_path / f".finetuned.old-{dead}"
+    moved.mkdir()
+    (moved / "generator.pt").write_text("the last good one")
+    (tmp_path / f".finetuned.{dead}.y.tmp").mkdir()
+    assert [p.name for p in clear_leftovers(out)] == [f".finetuned.{dead}.y.tmp"]
+    assert (out / "generator.pt").read_text() == "the last good one"
+    assert not moved.exists()

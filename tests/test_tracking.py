@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -182,6 +183,32 @@ def test_end_status_mapping(env) -> None:
         with tr.stage_run("unit", {}) as active:
             raise KeyboardInterrupt
     assert client().get_run(active.info.run_id).info.status == "KILLED"
+    from sketchgan.training.finetune import TrainingStopped
+
+    assert tr._end_status(TrainingStopped("stopped by signal at step 3")) == "KILLED"
+    assert tr._end_status(SketchganError("bad input")) == "FAILED"
+
+
+def test_a_resumed_run_links_to_the_killed_one_and_marks_it_killed(env, tmp_path: Path) -> None:
+    marker = tmp_path / "run" / "mlflow_run_id"
+    marker.parent.mkdir()
+    with tr.stage_run("unit", {}) as first:
+        assert tr.link_resumed_run(marker) is None  # nothing to link to yet
+    # a kill -9 leaves its run RUNNING: simulate one that never ended
+    exp_id = client().get_run(first.info.run_id).info.experiment_id
+    killed = client().create_run(exp_id, run_name="killed").info.run_id
+    marker.write_text(killed + "\n")
+    with tr.stage_run("unit", {}) as resumed:
+        assert tr.link_resumed_run(marker) == killed
+    assert client().get_run(killed).info.status == "KILLED"
+    run = client().get_run(resumed.info.run_id)
+    assert run.data.tags["sketchgan.resumed_from_run"] == killed
+    assert marker.read_text().strip() == resumed.info.run_id
+    with tr.stage_run("unit", {}) as again:  # a finished earlier run is linked, not re-marked
+        assert tr.link_resumed_run(marker) == resumed.info.run_id
+    assert client().get_run(resumed.info.run_id).info.status == "FINISHED"
+    assert tr.link_resumed_run(marker) is None  # outside a run: nothing
+    assert marker.read_text().strip() == again.info.run_id
 
 
 def test_runs_of_one_pipeline_share_a_parent(env) -> None:
@@ -189,7 +216,7 @@ def test_runs_of_one_pipeline_share_a_parent(env) -> None:
     with tr.stage_run("prepare", {"a": 1}) as first:
         pass
     with tr.stage_run("train", {"b": 2}) as second:
-        pass
+        assert tr.log_pipeline_metrics({"finetuned.fid": 12.5})
     env.setenv(tr.ENV_PIPELINE_RUN, "pipe-2")
     with tr.stage_run("prepare", {"a": 1}) as third:
         pass
@@ -205,6 +232,9 @@ def test_runs_of_one_pipeline_share_a_parent(env) -> None:
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["stage.prepare"] == first.info.run_id
     assert parent.data.tags["stage.train"] == second.info.run_id
+    # the parent row carries the union of its stages' params and the headline metrics
+    assert parent.data.params == {"a": "1", "b": "2"}
+    assert parent.data.metrics == {"finetuned.fid": 12.5}
     other = client().get_run(third.info.run_id).data.tags["mlflow.parentRunId"]
     assert other != parent.info.run_id
 
@@ -219,6 +249,26 @@ def test_failed_stage_marks_pipeline_failed(env) -> None:
     parent_id = client().get_run(later.info.run_id).data.tags["mlflow.parentRunId"]
     assert client().get_run(parent_id).info.status == "FAILED"
     assert client().get_run(later.info.run_id).info.status == "FINISHED"
+
+
+def test_run_names_say_what_differs_from_the_committed_params(env, tmp_path: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")
+    (tmp_path / "params.yaml").write_text("seed: 0\ntrain:\n  iters: 100\n  lr: 0.002\n")
+    for cmd in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "p"]):
+        subprocess.run(
+            [git, "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=tmp_path, check=True
+        )
+    changed = {"seed": 0, "train": {"iters": 4, "lr": 0.002}}
+    assert tr.params_changes(changed) == {"train.iters": "4"}
+    with tr.stage_run("train", changed) as active:
+        pass
+    assert client().get_run(active.info.run_id).info.run_name == "train train.iters=4"
+    with tr.stage_run("train", {"seed": 0, "train": {"iters": 100, "lr": 0.002}}) as plain:
+        pass
+    assert client().get_run(plain.info.run_id).info.run_name == "train"
+    assert tr.describe_changes({f"k{i}": "v" * 20 for i in range(9)}, limit=40).endswith("...")
 
 
 def test_no_grouping_outside_dvc(env) -> None:
@@ -409,3 +459,21 @@ def test_a_logged_generator_loads_where_sketchgan_is_not_installed(env, store, t
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(2, 3, 16, 16) sketchgan.models.stylegan2" in out.stdout
+
+
+def test_runs_whose_process_died_are_reaped_as_killed(env) -> None:
+    with tr.stage_run("reap", {}) as first:
+        pass
+    exp_id = client().get_run(first.info.run_id).info.experiment_id
+    host = socket.gethostname()
+    dead = client().create_run(exp_id, tags={tr.PROCESS_TAG: f"{host}:999999999:1"}).info.run_id
+    alive = client().create_run(exp_id, tags={tr.PROCESS_TAG: tr.process_identity()}).info.run_id
+    elsewhere = client().create_run(exp_id, tags={tr.PROCESS_TAG: "other-host:1:1"}).info.run_id
+    with tr.stage_run("reap", {}) as active:
+        pass
+    assert client().get_run(dead).info.status == "KILLED"
+    assert client().get_run(alive).info.status == "RUNNING"  # its process is this one
+    assert client().get_run(elsewhere).info.status == "RUNNING"  # not this machine's to judge
+    assert client().get_run(active.info.run_id).data.tags[tr.PROCESS_TAG] == tr.process_identity()
+    for run_id in (alive, elsewhere):
+        client().set_terminated(run_id, "FINISHED")

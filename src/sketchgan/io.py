@@ -31,12 +31,50 @@ def _umask() -> int:
     return mask
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clear_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed atomic writes of ``path`` left beside it: temp files/folders
+    (``.<name>.<pid>.*.tmp``) of processes that no longer run, and put back a folder that
+    ``atomic_dir`` had moved aside (``.<name>.old-<pid>``) when the kill fell between its two
+    renames. Temps of a writer that is still alive are left alone. Returns what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed: list[Path] = []
+    for entry in sorted(path.parent.glob(f".{path.name}.*")):
+        owner = entry.name[len(path.name) + 2 :].split(".", 1)[0].removeprefix("old-")
+        if not owner.isdigit() or _pid_alive(int(owner)):
+            continue
+        if entry.name.endswith(".tmp"):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(True)
+            removed.append(entry)
+        elif ".old-" in entry.name:
+            if not path.exists():
+                os.replace(entry, path)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clear_leftovers(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -58,7 +96,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clear_leftovers(path)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    )
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

@@ -15,7 +15,7 @@ from typing import Any
 
 from sketchgan import tracking
 from sketchgan.io import write_json
-from sketchgan.runtime import pick_device, repo_root, seed_everything
+from sketchgan.runtime import pick_device, repo_root, seed_everything, store_root
 
 SUMMARY_DIR = Path("reports/stages")
 USER_SKETCHES = Path("data/sketches/images")
@@ -60,7 +60,7 @@ def tracked_stage(
         stage_params(params, sections),
         enabled=bool(cfg.get("enabled", True)),
         uri=cfg.get("uri"),
-        root=repo_root(),
+        root=store_root(),
     ):
         yield summary
         summary["seconds"] = round(time.perf_counter() - started, 2)

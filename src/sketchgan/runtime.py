@@ -46,6 +46,13 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT", os.getcwd()))
 
 
+def store_root() -> Path:
+    """Where the MLflow store lives: the user's workspace, also for an experiment DVC runs in a
+    throw-away copy (``--temp``, ``--queue``), so ``sketchgan ui`` shows every run. DVC names
+    that workspace in ``DVC_ROOT`` for every stage it runs; outside DVC it is the cwd."""
+    return Path(os.environ.get("DVC_ROOT", os.getcwd()))
+
+
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

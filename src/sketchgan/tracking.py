@@ -55,8 +55,8 @@ import torch
 import yaml
 
 from sketchgan.errors import SketchganError
-from sketchgan.io import make_grid, save_png, save_torch
-from sketchgan.runtime import repo_root
+from sketchgan.io import make_grid, save_png, save_torch, write_text
+from sketchgan.runtime import store_root
 
 ENV_PIPELINE_RUN = "SKETCHGAN_PIPELINE_RUN"
 CHAMPION = "champion"  # alias of the best default-settings fine-tuned generator
@@ -98,7 +98,7 @@ def resolve_uri(uri: str | None = None, root: str | os.PathLike | None = None) -
         return uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    base = Path(root) if root is not None else repo_root()
+    base = Path(root) if root is not None else store_root()
     return f"sqlite:///{(base / 'mlflow.db').resolve()}"
 
 
@@ -210,6 +210,31 @@ def git_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     return tags
 
 
+def params_changes(
+    params: Mapping[str, Any], cwd: str | os.PathLike | None = None
+) -> dict[str, str]:
+    """The flattened params that differ from the committed ``params.yaml`` (HEAD): what makes
+    this run differ from the project's default, for run names a reader can tell apart. Inside a
+    DVC experiment HEAD is its baseline commit, so these are the experiment's ``-S`` settings."""
+    committed = _git(["show", "HEAD:params.yaml"], Path(cwd or os.getcwd()))
+    if not committed:
+        return {}
+    try:
+        base = yaml.safe_load(committed)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(base, Mapping):
+        return {}
+    flat_base = flatten_params(base)
+    return {k: v for k, v in flatten_params(params).items() if flat_base.get(k) != v}
+
+
+def describe_changes(changes: Mapping[str, str], limit: int = 90) -> str:
+    """``train.iters=4 train.augment=False`` (cut at ``limit`` characters)."""
+    text = " ".join(f"{k}={v}" for k, v in changes.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fingerprint(cmd: Any, deps: Mapping[str, str], params: Mapping[str, Any]) -> str:
     canonical = json.dumps(
         {"cmd": cmd, "deps": dict(deps), "params": dict(params)},
@@ -297,6 +322,41 @@ def _proc_info(pid: int) -> tuple[int, str, list[str]] | None:
         return None
 
 
+PROCESS_TAG = "sketchgan.process"
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """``host:pid:start-time`` of a process (Linux), None where /proc is missing: a pid alone
+    can be reused, with its start time it names one process."""
+    pid = os.getpid() if pid is None else pid
+    info = _proc_info(pid)
+    return None if info is None else f"{socket.gethostname()}:{pid}:{info[1]}"
+
+
+def _process_gone(identity: str) -> bool:
+    host, _, rest = identity.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's run: not ours to judge
+    info = _proc_info(int(pid))
+    return info is None or info[1] != start
+
+
+def reap_dead_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of this machine whose process no longer exists (SIGKILL,
+    OOM killer, power loss leave them RUNNING forever otherwise). Returns their ids."""
+    found = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
+    )
+    reaped = []
+    for run in found:
+        identity = run.data.tags.get(PROCESS_TAG)
+        if identity and _process_gone(identity):
+            client.set_terminated(run.info.run_id, "KILLED")
+            reaped.append(run.info.run_id)
+    return reaped
+
+
 def _is_dvc_command(argv: list[str]) -> bool:
     """``dvc ...``, ``python /path/bin/dvc ...`` or ``python -m dvc ...``."""
     head = argv[:3]
@@ -354,8 +414,46 @@ def _find_or_create_parent(client: Any, key: str, tags: Mapping[str, str]) -> st
     name = f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}"
     if os.environ.get("DVC_EXP_NAME"):
         name = f"pipeline {os.environ['DVC_EXP_NAME']}"
+    changed = _file_changes()
+    if changed:
+        name = f"{name} {changed}"
     run = client.create_run(exp_id, run_name=name, tags={PIPELINE_TAG: key, **tags})
     return run.info.run_id
+
+
+def _file_changes() -> str:
+    """What the workspace's params.yaml changes against HEAD (an experiment's ``-S`` settings)."""
+    path = Path("params.yaml")
+    try:
+        current = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return ""
+    return describe_changes(params_changes(current)) if isinstance(current, Mapping) else ""
+
+
+def _add_parent_params(client: Any, parent_id: str, params: Mapping[str, str]) -> None:
+    """The parent run carries the union of its stages' params (each stage adds its slice), so a
+    pipeline execution can be compared with another on its own row."""
+    have = client.get_run(parent_id).data.params
+    new = {k: v for k, v in params.items() if k not in have}
+    if new:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in new.items()]
+        for i in range(0, len(items), 100):  # MLflow's limit per batch
+            client.log_batch(parent_id, params=items[i : i + 100])
+
+
+def log_pipeline_metrics(metrics: Mapping[str, Any]) -> bool:
+    """Summary metrics on the pipeline's parent run (the evaluation's headline numbers), so the
+    parent row in the MLflow UI shows the result of the whole execution; False without one."""
+    run = _active_run()
+    if run is None:
+        return False
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        return False
+    return log_metrics_to_run(parent_id, metrics)
 
 
 def _finish_parent(client: Any, parent_id: str, stage: str, child_id: str, status: str) -> None:
@@ -376,7 +474,7 @@ def _end_status(exc: BaseException | None) -> str:
         return "FINISHED"
     if getattr(exc, "exit_code", None) == 0:  # click/typer.Exit(0) is a normal exit
         return "FINISHED"
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or getattr(exc, "end_status", None) == "KILLED":
         return "KILLED"
     return "FAILED"
 
@@ -409,14 +507,23 @@ def stage_run(
     git = git_tags()
     key = pipeline_key()
     run_tags = {STAGE_TAG: stage, **git, **dvc_tags(), **(tags or {})}
+    identity = process_identity()
+    if identity is not None:
+        run_tags[PROCESS_TAG] = identity
+    reap_dead_runs(client, exp_id)
     parent_id = None
+    flat_params = flatten_params(params)
     if key is not None and mlflow.active_run() is None:
-        parent_id = _find_or_create_parent(client, key, git)
+        exp_tags = {k: v for k, v in dvc_tags(fingerprint=False).items() if k != "dvc.stage"}
+        parent_id = _find_or_create_parent(client, key, {**git, **exp_tags})
+        _add_parent_params(client, parent_id, flat_params)
         run_tags[PIPELINE_TAG] = key
+    if run_name is None:
+        run_name = f"{stage} {describe_changes(params_changes(params))}".strip()
     run_tags = {sanitize_key(k): truncate_value(str(v), MAX_TAG_VALUE) for k, v in run_tags.items()}
     active = mlflow.start_run(
         experiment_id=exp_id,
-        run_name=run_name or stage,
+        run_name=run_name,
         tags=run_tags,
         parent_run_id=parent_id,
         nested=mlflow.active_run() is not None,
@@ -424,7 +531,7 @@ def stage_run(
     )
     error: BaseException | None = None
     try:
-        mlflow.log_params(flatten_params(params))
+        mlflow.log_params(flat_params)
         yield active
     except BaseException as exc:
         error = exc
@@ -513,6 +620,32 @@ def log_metrics_to_run(run_id: str, metrics: Mapping[str, Any], step: int = 0) -
     if items:
         _client().log_batch(run_id, metrics=items)
     return True
+
+
+def link_resumed_run(marker: str | os.PathLike) -> str | None:
+    """Tie the active run to the earlier run of the same resumable work (``marker`` is a file
+    in its run folder holding that run's id): a run still RUNNING there was killed (SIGKILL, a
+    power cut) and is marked KILLED; the active run gets the tag ``sketchgan.resumed_from_run``.
+    Then the marker names the active run. Returns the earlier id, or None."""
+    run = _active_run()
+    if run is None:
+        return None
+    marker = Path(marker)
+    previous = marker.read_text().strip() if marker.is_file() else ""
+    linked = None
+    if previous and previous != run.info.run_id:
+        client = _client()
+        try:
+            earlier = client.get_run(previous)
+        except Exception:  # noqa: BLE001 - a stale id from another store
+            earlier = None
+        if earlier is not None:
+            if earlier.info.status == "RUNNING":
+                client.set_terminated(previous, "KILLED")
+            _mlflow().set_tag("sketchgan.resumed_from_run", previous)
+            linked = previous
+    write_text(marker, run.info.run_id + "\n")
+    return linked
 
 
 def flush_metrics() -> None:

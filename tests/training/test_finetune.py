@@ -284,7 +284,8 @@ def test_resume_after_sigterm_and_after_shorter_run_equals_uninterrupted(
     inputs, tmp_path, monkeypatch
 ):
     cfg = _cfg(iters=6, checkpoint_every=2, log_every=2, l_image=0.5, mixing=0.5)
-    full = _run(inputs, tmp_path / "full", cfg)
+    full_logged: list = []
+    full = _run(inputs, tmp_path / "full", cfg, log_fn=lambda s, m: full_logged.append((s, m)))
     want = _load(tmp_path / "full" / "checkpoint.pt")
 
     with monkeypatch.context() as m:
@@ -292,8 +293,14 @@ def test_resume_after_sigterm_and_after_shorter_run_equals_uninterrupted(
         with pytest.raises(ft.TrainingStopped, match="step 3"):
             _run(inputs, tmp_path / "killed", cfg)
     assert _load(tmp_path / "killed" / "checkpoint.pt")["step"] == 3
-    resumed = _run(inputs, tmp_path / "killed", cfg)
+    resumed_logged: list = []
+    resumed = _run(
+        inputs, tmp_path / "killed", cfg, log_fn=lambda s, m: resumed_logged.append((s, m))
+    )
     assert resumed.resumed_from == 3
+    # the stopped interval's partial loss sums were checkpointed, and the rows written before
+    # the stop are handed to log_fn again: the resumed run logs what an uninterrupted one does
+    assert resumed_logged == full_logged
 
     _run(inputs, tmp_path / "short", _cfg(**{**cfg.to_dict(), "iters": 4}))
     _run(inputs, tmp_path / "short", cfg)
@@ -305,6 +312,12 @@ def test_resume_after_sigterm_and_after_shorter_run_equals_uninterrupted(
         _assert_same(_load(full.last_path)["g_ema"], _load(tmp_path / name / ft.LAST_FILE)["g_ema"])
     rows = (tmp_path / "killed" / "losses.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+    def without_seconds(folder):
+        lines = (tmp_path / folder / "losses.csv").read_text().splitlines()
+        return [line.rsplit(",", 1)[0] for line in lines]
+
+    assert without_seconds("killed") == without_seconds("full")
 
 
 def test_resume_refuses_other_settings_or_data(inputs, tmp_path):
@@ -429,7 +442,9 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(inputs, tmp_path):
     _run(inputs, out, _cfg(**{**cfg.to_dict(), "iters": 4}))
     assert _load(state.previous_path(out / "checkpoint.pt"))["step"] == 2  # the last two kept
     _flip_byte_in_largest_tensor(out / "checkpoint.pt")
-    (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a save")  # a killed save's leftover
+    (out / ".checkpoint.pt.999999999.abc123.tmp").write_bytes(
+        b"half a save"
+    )  # a killed save's leftover
     with pytest.warns(UserWarning, match=r"checkpoint\.pt: corrupt checkpoint.*previous.*step 2"):
         res = _run(inputs, out, cfg)
     assert res.resumed_from == 2 and res.steps == 6

@@ -467,6 +467,8 @@ class FinetuneResult:
 class TrainingStopped(SketchganError):
     """Raised after SIGTERM/Ctrl-C once the checkpoint is on disk."""
 
+    end_status = "KILLED"  # how tracking ends the run: stopped by the user, not failed
+
 
 def set_requires_grad(params: list[Tensor], flag: bool) -> None:
     for p in params:
@@ -820,6 +822,21 @@ class _Meter:
         self.steps = 0
         self.r1_steps = 0
 
+    def state(self) -> dict[str, Any]:
+        """The partial sums of the open interval: checkpointed, so a resumed run writes the
+        same losses.csv rows (and MLflow values) as one that was never stopped."""
+        return {
+            "sums": self.sums.detach().cpu(),
+            "r1_sums": self.r1_sums.detach().cpu(),
+            "steps": self.steps,
+            "r1_steps": self.r1_steps,
+        }
+
+    def load(self, st: Mapping[str, Any]) -> None:
+        self.sums = st["sums"].to(self.device, torch.float32).clone()
+        self.r1_sums = st["r1_sums"].to(self.device, torch.float32).clone()
+        self.steps, self.r1_steps = int(st["steps"]), int(st["r1_steps"])
+
     def add(self, terms: Mapping[str, Tensor], with_r1: bool) -> None:
         zero = self.sums.new_zeros(())
         self.sums += torch.stack(
@@ -937,7 +954,10 @@ class _Run:
                 "continue, or start over with `sketchgan train --fresh`",
             )
         self.t.load_shared_state(ckpt["shared"], where)
-        self.t.load_local_state(ckpt["local"][self.t.parallel.rank])
+        local = ckpt["local"][self.t.parallel.rank]
+        self.t.load_local_state(local)
+        if "meter" in local:
+            self.meter.load(local["meter"])
         self.step = int(ckpt["step"])
         self.best_step = ckpt.get("best_step")
         self.best_score = ckpt.get("best_score")
@@ -952,7 +972,7 @@ class _Run:
     def save_checkpoint(self, elapsed: float) -> None:
         if not self.t.params_finite():
             raise self._nonfinite("a network weight")
-        local = self.t.parallel.gather(self.t.local_state())
+        local = self.t.parallel.gather({**self.t.local_state(), "meter": self.meter.state()})
         if not self.t.parallel.is_main:
             return
         state.save_checkpoint(
@@ -1023,6 +1043,7 @@ class _Run:
     def run(self) -> FinetuneResult:
         cfg, t = self.cfg, self.t
         resumed_from = self.try_resume()
+        self._replay_rows()
         start_step, t0 = self.step, time.perf_counter()
         alone = t.parallel.world_size == 1
         with state.StopRequest(cfg.handle_signals) as stop:
@@ -1038,6 +1059,19 @@ class _Run:
         seconds = time.perf_counter() - t0
         ran = self.step - start_step
         return self._finish(resumed_from, seconds, ran)
+
+    def _replay_rows(self) -> None:
+        """Hand the rows written before the resumed step to ``log_fn`` again: the run that
+        resumes (a new MLflow run) then holds the whole curve, as an uninterrupted one does."""
+        if self.log_fn is None or not self.t.parallel.is_main:
+            return
+        for row in self.rows:
+            values = {
+                k: float(v)
+                for k, v in row.items()
+                if k not in ("step", "seconds") and v not in ("", None)
+            }
+            self.log_fn(int(float(row["step"])), values)
 
     def _stop_early(self, t0: float) -> None:
         """An interactive stop: keep what was trained (checkpoint + exported generator)."""

@@ -95,20 +95,11 @@ def previous_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}_prev{path.suffix}")
 
 
-def _remove_stale_temps(path: Path) -> list[Path]:
-    """Temporary files of saves that were killed half-way (``.checkpoint.pt.*.tmp``)."""
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
-    return stale
-
-
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Atomic write that keeps the last two checkpoints: the newest at ``path``, the one before
     at ``previous_path(path)``. A kill at any moment leaves at least one good file, and
     leftovers of earlier killed saves are removed."""
     path = Path(path)
-    _remove_stale_temps(path)
     if path.is_file():
         os.replace(path, previous_path(path))
     save_torch(dict(state), path)
