@@ -293,7 +293,7 @@ def test_fetch_checks_sha_and_reuses_cache(http_root, tmp_path: Path, ckpt_bytes
     (root / "model.pt").write_bytes(data)
     cache = tmp_path / "cache"
     path = ck.fetch(f"{base}/model.pt", cache, sha256=_sha(data))
-    assert path == cache / "model.pt" and path.read_bytes() == data
+    assert path.name == "model.pt" and path.parent.parent == cache and path.read_bytes() == data
     assert requests == ["/model.pt"]
     again = ck.fetch(f"{base}/model.pt", cache, sha256=_sha(data).upper())
     assert again == path and requests == ["/model.pt"]  # no second download
@@ -310,15 +310,16 @@ def test_fetch_mismatch_leaves_no_file(http_root, tmp_path: Path) -> None:
     with pytest.raises(SketchganError) as exc:
         ck.fetch(url, cache, sha256=wanted)
     assert_one_line(exc, url, wanted, _sha(b"tampered bytes"))
-    assert list(cache.iterdir()) == []
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
 def test_fetch_replaces_stale_cache_and_reports_http_errors(http_root, tmp_path: Path) -> None:
     base, root, requests = http_root
     (root / "m.pt").write_bytes(b"new")
     cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "m.pt").write_bytes(b"old, corrupt")
+    stale = ck._cache_target(f"{base}/m.pt", cache, None)
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old, corrupt")
     path = ck.fetch(f"{base}/m.pt", cache, sha256=_sha(b"new"))
     assert path.read_bytes() == b"new" and requests == ["/m.pt"]
     with pytest.raises(SketchganError) as exc:
@@ -326,6 +327,40 @@ def test_fetch_replaces_stale_cache_and_reports_http_errors(http_root, tmp_path:
     assert_one_line(exc, "missing.pt", "404")
     with pytest.raises(SketchganError):
         ck.fetch(f"{base}/m.pt", cache, sha256="not-a-hash")
+
+
+def test_fetch_keys_the_cache_by_url_and_checks_unpinned_entries(http_root, tmp_path) -> None:
+    base, root, requests = http_root
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    (root / "a" / "model.pt").write_bytes(b"from a")
+    (root / "b" / "model.pt").write_bytes(b"from b")
+    cache = tmp_path / "cache"
+    first = ck.fetch(f"{base}/a/model.pt", cache)
+    second = ck.fetch(f"{base}/b/model.pt", cache)  # same file name, another URL
+    assert first != second
+    assert (first.read_bytes(), second.read_bytes()) == (b"from a", b"from b")
+    # an unpinned entry is checked against the hash recorded at download: a damaged one is
+    # fetched again instead of loaded
+    first.write_bytes(b"bit rot")
+    assert ck.fetch(f"{base}/a/model.pt", cache).read_bytes() == b"from a"
+    assert requests.count("/a/model.pt") == 2
+    # a URL can pin its hash: url#sha256=<hex>
+    pinned = f"{base}/a/model.pt#sha256={_sha(b'something else')}"
+    with pytest.raises(SketchganError) as exc:
+        ck.resolve_checkpoint(pinned, tmp_path / "other")
+    assert_one_line(exc, "sha256 mismatch")
+
+
+def test_fetch_names_that_climb_out_of_the_cache_stay_inside(http_root, tmp_path) -> None:
+    base, root, _ = http_root
+    (root / "x").write_bytes(b"x")
+    cache = tmp_path / "deep" / "cache"
+    for url in (f"{base}/%2e%2e", f"{base}/a/%2E%2E", f"{base}/..%2f..%2fx"):
+        target = ck._cache_target(url, cache, None)
+        assert target.resolve().is_relative_to(cache.resolve()), url
+        assert target.name not in ("..", ".", "")
+    assert ck._download_name(f"{base}/model.pt", "../../evil.pt") == "evil.pt"
 
 
 def test_fetch_local_paths(tmp_path: Path) -> None:

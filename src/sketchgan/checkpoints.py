@@ -29,7 +29,7 @@ import yaml
 from torch import nn
 
 from sketchgan.errors import SketchganError
-from sketchgan.io import atomic_path, save_torch, sha256_file
+from sketchgan.io import atomic_path, save_torch, sha256_file, write_text
 from sketchgan.models.stylegan2 import check_state_dict
 
 DEFAULT_PREFER = ("g_ema", "g", "state", "state_dict")
@@ -243,11 +243,30 @@ def _check_sha_format(sha256: str | None, where: str) -> str | None:
     return sha
 
 
+def _safe_name(name: str) -> str:
+    """A file name that stays inside its folder (``%2e%2e`` decodes to ``..``)."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
+    return "download" if name in ("", ".", "..") else name
+
+
 def _download_name(url: str, filename: str | None) -> str:
     if filename:
-        return filename
-    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
-    return name or "download"
+        return _safe_name(filename)
+    return _safe_name(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+
+
+def _cache_target(url: str, cache_dir: Path, filename: str | None) -> Path:
+    """Cache entries are keyed by the whole URL (two servers' ``model.pt`` never collide)."""
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_dir / key / _download_name(url, filename)
+
+
+def split_pinned_url(value: str) -> tuple[str, str | None]:
+    """``https://host/model.pt#sha256=<64 hex>``: the URL and the hash it must have."""
+    url, _, fragment = value.partition("#")
+    if fragment.startswith("sha256="):
+        return url, fragment[len("sha256=") :]
+    return value, None
 
 
 def _stream_download(url: str, dest: Path) -> str:
@@ -287,24 +306,34 @@ def fetch(
 
     The file only appears under its final name after the hash matched (atomic rename), so an
     interrupted or tampered download never masquerades as a cached checkpoint. A cached file is
-    reused when its hash matches (or when no hash is known). Plain paths and ``file://`` URLs
-    are returned in place after the same check.
+    reused when its hash matches: the pinned one, else the one recorded beside it at download
+    (``<name>.sha256``), so a damaged cache entry is fetched again rather than loaded. Plain
+    paths and ``file://`` URLs are returned in place after the same check.
     """
     sha = _check_sha_format(sha256, url)
     local = _local_path(url)
     if local is not None:
         return _check_local(local, url, sha)
-    target = Path(cache_dir) / _download_name(url, filename)
+    target = _cache_target(url, Path(cache_dir), filename)
+    recorded = target.with_name(target.name + ".sha256")
     if target.is_file():
-        if sha is None or sha256_file(target) == sha:
+        want = sha or (recorded.read_text().strip() if recorded.is_file() else None)
+        if want is not None and sha256_file(target) == want:
             return target
-        target.unlink()  # stale or corrupt cache entry: fetch again
+        target.unlink()  # stale, corrupt or unverifiable cache entry: fetch again
     with atomic_path(target) as tmp:
         actual = _stream_download(url, tmp)
         if sha is not None and actual != sha:
             raise _mismatch(url, sha, actual)
+    write_text(recorded, actual + "\n")
     if sha is None:  # tell the user what to pin; the registry never guesses hashes
-        _log.info("downloaded %s to %s (sha256 %s, unpinned)", url, target, actual)
+        _log.warning(
+            "%s is not pinned: downloaded with sha256 %s; pin it with %s#sha256=%s",
+            url,
+            actual,
+            url,
+            actual,
+        )
     return target
 
 
@@ -409,7 +438,8 @@ def resolve_checkpoint(name_or_path_or_url: str, cache_dir: str | os.PathLike) -
     if Path(value).is_file():
         return Path(value)
     if _is_url(value):
-        return fetch(value, cache_dir)
+        url, sha = split_pinned_url(value)
+        return fetch(url, cache_dir, sha256=sha)
     entries = known_checkpoints()
     if value not in entries:
         raise SketchganError(

@@ -7,6 +7,7 @@ same thing. Heavy imports happen inside the commands to keep ``--help`` instant.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -46,8 +47,38 @@ STAGE_HELP = {
 }
 
 
+#: what the user can do about an operating-system error the commands hit while writing
+_OS_HINTS = {
+    errno.EACCES: "check the permissions of the file and its folder",
+    errno.EPERM: "check the permissions of the file and its folder",
+    errno.EROFS: "the file system is read-only: write the project somewhere writable",
+    errno.ENOSPC: "the disk is full: free space and rerun (training resumes)",
+    errno.EFBIG: "the file is larger than this system allows (ulimit -f, or the file system)",
+    errno.EDQUOT: "the disk quota is used up: free space and rerun",
+}
+#: errors that are the user's or the machine's, shown as one line (exit code 2)
+USER_ERRORS = (SketchganError, OSError)
+
+
+def shown_path(path: Any) -> str:
+    """Relative to the cwd when inside it: messages name files the way the user does."""
+    try:
+        return str(Path(os.fsdecode(path)).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError, TypeError):
+        return str(path)
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, SketchganError):
+        where = shown_path(exc.filename) if exc.filename else "I/O"
+        hint = _OS_HINTS.get(exc.errno or 0)
+        text = exc.strerror or str(exc)
+        return f"{where}: {text}" + (f" ({hint})" if hint else "")
+    return str(exc)
+
+
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {describe_error(exc)}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -70,7 +101,7 @@ def run_stage(
             section.update({k: v for k, v in values.items() if v is not None})
         module = importlib.import_module(f"stages.{name}")
         return module.run(params, **kwargs)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     return {}
 
@@ -151,7 +182,7 @@ def generate(
                 else None
             ),
         )
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {written} samples and grid.png to {out}")
 
@@ -170,7 +201,7 @@ def interpolate(
 
     try:
         interpolate_models(original, finetuned, out, steps=steps, seed=seed, device=device)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {out}")
 
@@ -186,7 +217,7 @@ def import_sketches_cmd(
 
     try:
         written = import_sketches(src, out, size)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"imported {len(written)} sketches into {out}")
 
@@ -201,7 +232,7 @@ def fetch(
 
     try:
         path = resolve_checkpoint(name, cache_dir)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(str(path))
 
@@ -223,7 +254,7 @@ def ui(
         uri = (load_params(params).get("tracking") or {}).get("uri")
     try:
         serve_ui(host=host, port=port, uri=uri)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
 
 
@@ -241,7 +272,7 @@ def studio(
 
     try:
         serve(load_params(params), repo_root(), host, port)
-    except SketchganError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
 
 

@@ -59,6 +59,7 @@ def tracked_stage(
         stage,
         stage_params(params, sections),
         enabled=bool(cfg.get("enabled", True)),
+        required=bool(cfg.get("required", True)),
         uri=cfg.get("uri"),
         root=store_root(),
     ):

@@ -63,7 +63,51 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
         raise SketchganError(f"{path}: invalid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
         raise SketchganError(f"{path}: expected a mapping at the top level")
+    check_run_settings(data)
     return data
+
+
+#: the fields of the ``tracking`` section and their types
+TRACKING_FIELDS: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,),
+    "uri": (str, type(None)),
+    "register_models": (bool,),
+    "required": (bool,),
+}
+
+
+def check_run_settings(params: dict[str, Any]) -> None:
+    """The settings every stage reads before its own section (``seed``, ``device``,
+    ``tracking``), checked once at load: a bad one names its field instead of failing later
+    inside a stage (``seed: 1.5``, ``tracking: yes``)."""
+    if "seed" in params:
+        seed = params["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SketchganError(f"params: 'seed' must be an integer >= 0, got {seed!r}")
+    if "device" in params and not isinstance(params["device"], str):
+        raise SketchganError(
+            f"params: 'device' must be auto, cpu or cuda[:N], got {params['device']!r}"
+        )
+    if "tracking" not in params:
+        return
+    tracking = params["tracking"]
+    if not isinstance(tracking, dict):
+        raise SketchganError(
+            f"params: 'tracking' must be a section (enabled, uri, register_models, required), "
+            f"got {tracking!r}"
+        )
+    for key, value in tracking.items():
+        if key not in TRACKING_FIELDS:
+            raise SketchganError(
+                f"params: 'tracking.{key}' is not a setting (known: {', '.join(TRACKING_FIELDS)})"
+            )
+        if not isinstance(value, TRACKING_FIELDS[key]) or (
+            bool not in TRACKING_FIELDS[key] and isinstance(value, bool)
+        ):
+            kinds = " or ".join(
+                "null" if t is type(None) else t.__name__ for t in TRACKING_FIELDS[key]
+            )
+            raise SketchganError(f"params: 'tracking.{key}' must be {kinds}, got {value!r}")
 
 
 def section(params: dict[str, Any], name: str) -> dict[str, Any]:

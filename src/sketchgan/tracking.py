@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -486,6 +487,7 @@ def stage_run(
     tags: Mapping[str, str] | None = None,
     *,
     enabled: bool = True,
+    required: bool = True,
     uri: str | None = None,
     root: str | os.PathLike | None = None,
     run_name: str | None = None,
@@ -494,44 +496,25 @@ def stage_run(
 
     Params are logged flattened, provenance tags added, the run nested under the pipeline's
     parent run (see module docstring). An exception ends the run FAILED (KILLED for Ctrl-C)
-    and propagates. ``enabled=False`` yields None and logs nothing.
+    and propagates. ``enabled=False`` yields None and logs nothing. A store that cannot be
+    reached or used is one clear error before any work starts, or with ``required=False`` a
+    warning and an untracked stage.
     """
     if not enabled:
         yield None
         return
-    if uri is not None or root is not None or _state["uri"] is None:
-        configure(uri, root)
-    mlflow = _mlflow()
-    client = _client()
-    exp_id = ensure_experiment(f"{EXPERIMENT_PREFIX}{stage}")
-    git = git_tags()
-    key = pipeline_key()
-    run_tags = {STAGE_TAG: stage, **git, **dvc_tags(), **(tags or {})}
-    identity = process_identity()
-    if identity is not None:
-        run_tags[PROCESS_TAG] = identity
-    reap_dead_runs(client, exp_id)
-    parent_id = None
-    flat_params = flatten_params(params)
-    if key is not None and mlflow.active_run() is None:
-        exp_tags = {k: v for k, v in dvc_tags(fingerprint=False).items() if k != "dvc.stage"}
-        parent_id = _find_or_create_parent(client, key, {**git, **exp_tags})
-        _add_parent_params(client, parent_id, flat_params)
-        run_tags[PIPELINE_TAG] = key
-    if run_name is None:
-        run_name = f"{stage} {describe_changes(params_changes(params))}".strip()
-    run_tags = {sanitize_key(k): truncate_value(str(v), MAX_TAG_VALUE) for k, v in run_tags.items()}
-    active = mlflow.start_run(
-        experiment_id=exp_id,
-        run_name=run_name,
-        tags=run_tags,
-        parent_run_id=parent_id,
-        nested=mlflow.active_run() is not None,
-        log_system_metrics=False,
-    )
+    try:
+        opened = _open_stage_run(stage, params, tags, uri, root, run_name)
+    except TrackingUnavailable as exc:
+        if required:
+            raise
+        _log.warning("%s; continuing untracked (tracking.required: false)", exc)
+        _state.update(uri=None, artifact_root=None)
+        yield None
+        return
+    mlflow, client, active, parent_id = opened
     error: BaseException | None = None
     try:
-        mlflow.log_params(flat_params)
         yield active
     except BaseException as exc:
         error = exc
@@ -544,6 +527,104 @@ def stage_run(
             mlflow.end_run(status)
         if parent_id is not None:
             _finish_parent(client, parent_id, stage, active.info.run_id, status)
+
+
+class TrackingUnavailable(SketchganError):
+    """The MLflow store cannot be reached or written (raised before the stage does any work)."""
+
+
+def _store_problem(uri: str, exc: BaseException) -> TrackingUnavailable:
+    where = uri
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        try:
+            where = str(db.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            where = str(db)
+    reason = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    short = reason[0][:160] if reason else exc.__class__.__name__
+    return TrackingUnavailable(
+        f"{where}: the MLflow store cannot be used ({short}); fix or move it, or set "
+        "tracking.required: false to run untracked (tracking.enabled: false: never track)"
+    )
+
+
+def _open_stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None,
+    uri: str | None,
+    root: str | os.PathLike | None,
+    run_name: str | None,
+) -> tuple[Any, Any, Any, str | None]:
+    """Configure the store, find or create the parent, start the run and log its params."""
+    if uri is not None or root is not None or _state["uri"] is None:
+        configure(uri, root)
+    store = _state["uri"]
+    check_reachable(store)
+    try:
+        mlflow = _mlflow()
+        client = _client()
+        exp_id = ensure_experiment(f"{EXPERIMENT_PREFIX}{stage}")
+        git = git_tags()
+        key = pipeline_key()
+        run_tags = {STAGE_TAG: stage, **git, **dvc_tags(), **(tags or {})}
+        identity = process_identity()
+        if identity is not None:
+            run_tags[PROCESS_TAG] = identity
+        reap_dead_runs(client, exp_id)
+        parent_id = None
+        flat_params = flatten_params(params)
+        if key is not None and mlflow.active_run() is None:
+            exp_tags = {k: v for k, v in dvc_tags(fingerprint=False).items() if k != "dvc.stage"}
+            parent_id = _find_or_create_parent(client, key, {**git, **exp_tags})
+            _add_parent_params(client, parent_id, flat_params)
+            run_tags[PIPELINE_TAG] = key
+        if run_name is None:
+            run_name = f"{stage} {describe_changes(params_changes(params))}".strip()
+        run_tags = {
+            sanitize_key(k): truncate_value(str(v), MAX_TAG_VALUE) for k, v in run_tags.items()
+        }
+        active = mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=run_name,
+            tags=run_tags,
+            parent_run_id=parent_id,
+            nested=mlflow.active_run() is not None,
+            log_system_metrics=False,
+        )
+    except SketchganError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow/SQLAlchemy/OS errors of a broken store
+        raise _store_problem(store, exc) from exc
+    try:
+        mlflow.log_params(flat_params)
+    except Exception as exc:  # noqa: BLE001
+        mlflow.end_run("FAILED")
+        raise _store_problem(store, exc) from exc
+    return mlflow, client, active, parent_id
+
+
+#: seconds to wait for an MLflow server before giving up (MLflow itself retries for minutes)
+_REACH_TIMEOUT_S = 3.0
+
+
+def check_reachable(uri: str) -> None:
+    """An http(s) store answers within seconds, or this is one line naming it."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", port), _REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise TrackingUnavailable(
+            f"tracking.uri: no MLflow server answers at {uri} ({reason}); start it (e.g. "
+            "`sketchgan ui`), or set tracking.required: false to run untracked"
+        ) from exc
 
 
 def _active_run() -> Any:

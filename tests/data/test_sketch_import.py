@@ -92,6 +92,52 @@ def test_large_thin_pencil_sketch_survives_downscaling(tmp_path):
     _check_circle(arr)
 
 
+def test_a_huge_scan_imports_in_seconds_and_keeps_its_thin_strokes(tmp_path):
+    import time
+
+    img = _sketch(8000, 8000, ink=60, paper=240, width=3)
+    inverted = Image.eval(_sketch(6000, 4000, width=3), lambda v: 255 - v)  # chalk on black
+    started = time.perf_counter()
+    arr = _import_one(tmp_path, img)
+    assert time.perf_counter() - started < 20  # was minutes: the thickening grew with size^2
+    _check_circle(arr)
+    _check_circle(_import_one(tmp_path, inverted, name="a.png"))
+
+
+def test_images_above_the_pixel_limit_are_refused_from_the_header(tmp_path, monkeypatch):
+    from sketchgan.data import sketch_import
+
+    monkeypatch.setattr(sketch_import, "MAX_PIXELS", 1_000_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    _sketch(1200, 1000).save(src / "big.png")
+    with pytest.raises(SketchganError) as exc:
+        import_sketches(src, tmp_path / "out", 32)
+    text = str(exc.value)
+    assert "big.png" in text and "1200x1000" in text and "downscale it first" in text
+    assert "\n" not in text and not (tmp_path / "out").exists()
+    # above PIL's own bomb limit (~179 MP) the message is ours, not DecompressionBombError
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    with pytest.raises(SketchganError, match="megapixels"):
+        import_sketches(src, tmp_path / "out", 32)
+
+
+def test_a_huge_photo_imports_quickly(tmp_path):
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    photo = Image.new("RGB", (6000, 4000), (200, 40, 40))
+    photo.paste((20, 20, 220), (2500, 1500, 3500, 2500))
+    photo.save(src / "p.png")
+    started = time.perf_counter()
+    (path,) = load_real_images(src, tmp_path / "out", 32)
+    assert time.perf_counter() - started < 20
+    arr = np.asarray(Image.open(path))
+    assert arr.shape == (32, 32, 3) and tuple(arr[16, 16]) == (20, 20, 220)
+    assert tuple(arr[2, 2]) == (200, 40, 40)
+
+
 def test_several_files_sorted_and_non_images_skipped_with_warning(tmp_path, caplog):
     src = tmp_path / "src"
     src.mkdir()

@@ -15,18 +15,22 @@ Decisions (documented for users):
 - Sketches are padded (not cropped) to a square with white, so no stroke is cut; thin strokes are
   thickened before large downscales and the darkest ink is mapped to black, so a 2 px pen line on
   a 1024 px canvas survives at 32 px. Photos are centre-cropped (as LSUN exports usually are).
-- Images smaller than ``MIN_SIDE`` on a side and sketches without any stroke are errors.
+- Images smaller than ``MIN_SIDE`` on a side and sketches without any stroke are errors; so are
+  images above ``MAX_PIXELS`` (checked from the header, before decoding). Large ones are shrunk
+  first (a min-pool for sketches, so no stroke is lost; a box reduce for photos), so any size
+  up to the limit imports in seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from sketchgan.errors import SketchganError
 from sketchgan.io import IMAGE_SUFFIXES, atomic_dir, open_image
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 MIN_SIDE = 8  # pixels; anything smaller carries no usable shape
 STROKE_CONTRAST = 0.25  # a stroke pixel is this much darker than the background (0..1 grey)
 MIN_OUTPUT_SIZE = 8
+MAX_PIXELS = 150_000_000  # above this an image is refused (a 12,000 x 12,000 scan is 144 MP)
+#: images are shrunk cheaply down to this many times the output size before the careful resize
+SHRINK_TO = 8
 
 
 def _check_size(size: int, where: str = "size") -> int:
@@ -62,9 +69,35 @@ def list_source_images(src_dir: str | os.PathLike) -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def _own_size_limit() -> Iterator[None]:
+    """PIL's decompression-bomb guard raises an uncaught error of its own above ~179 MP; this
+    module checks ``MAX_PIXELS`` from the header itself, with a message that says what to do."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as probe:
+            return probe.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SketchganError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
+
+
 def _open_checked(path: Path) -> Image.Image:
-    img = open_image(path)
-    w, h = img.size
+    with _own_size_limit():
+        w, h = _header_size(path)
+        if w * h > MAX_PIXELS:
+            raise SketchganError(
+                f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the import limit of "
+                f"{MAX_PIXELS / 1e6:.0f}; downscale it first"
+            )
+        img = open_image(path)
     if min(w, h) < MIN_SIDE:
         raise SketchganError(
             f"{path}: image too small ({w}x{h}); need at least {MIN_SIDE} px a side"
@@ -99,10 +132,32 @@ def _pad_square(grey: np.ndarray, fill: float) -> np.ndarray:
     return out
 
 
+def _shrink_keeping_strokes(img: Image.Image, size: int) -> Image.Image:
+    """A large sketch min-pooled (max-pooled for light-on-dark) by an integer factor down to
+    about ``SHRINK_TO`` times the output size: any stroke pixel keeps its block dark, and the
+    thickening filter that follows works on a small image (its cost grows with the square of
+    the downscale factor)."""
+    w, h = img.size
+    k = max(w, h) // (size * SHRINK_TO)
+    if k < 2:
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        grey = np.rint(_grey01(img) * 255).astype(np.uint8)
+    else:
+        grey = np.asarray(_on_white(img).convert("L"))
+    light_paper = float(np.median(grey[::k, ::k])) >= 128
+    pad_h, pad_w = (-h) % k, (-w) % k
+    paper = 255 if light_paper else 0
+    grey = np.pad(grey, ((0, pad_h), (0, pad_w)), constant_values=paper)
+    blocks = grey.reshape(grey.shape[0] // k, k, grey.shape[1] // k, k)
+    pooled = blocks.min(axis=(1, 3)) if light_paper else blocks.max(axis=(1, 3))
+    return Image.fromarray(np.ascontiguousarray(pooled), "L")
+
+
 def convert_sketch(img: Image.Image, size: int, name: str | os.PathLike = "sketch") -> np.ndarray:
     """One user sketch -> uint8 (size, size), dark strokes on white; ``name`` is for errors."""
     size = _check_size(size)
-    grey = _grey01(img)
+    grey = _grey01(_shrink_keeping_strokes(img, size))
     background = float(np.median(grey))
     if background < 0.5:  # white-on-black (chalkboard, inverted scan)
         grey, background = 1.0 - grey, 1.0 - background
@@ -132,6 +187,10 @@ def convert_photo(img: Image.Image, size: int) -> np.ndarray:
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
     square = rgb.crop((left, top, left + side, top + side))
+    k = side // (size * SHRINK_TO)
+    if k >= 2:  # a box reduce first: LANCZOS over the full image would take seconds per photo
+        square = square.reduce(k)
+        side = square.size[0]
     resample = Image.LANCZOS if side > size else Image.BICUBIC
     return np.asarray(square.resize((size, size), resample), dtype=np.uint8)
 
