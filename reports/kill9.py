@@ -41,6 +41,8 @@ FINAL = {
     "pretrain": ("models/pretrained/generator.pt", "models/pretrained/photosketch.pt"),
 }
 LOSSES = {"train": "outputs/train/losses.csv", "pretrain": "outputs/pretrain/losses.csv"}
+#: losses.csv columns that measure time, not training (they differ between any two runs)
+WALL_CLOCK = ("seconds", "ms_per_iter")
 
 
 @dataclass
@@ -114,7 +116,10 @@ def _last_logged(folder: Path, since: float) -> int | None:
             continue
         try:
             with path.open(newline="") as f:
-                steps += [int(float(r["step"])) for r in csv.DictReader(f) if r.get("step")]
+                for row in csv.DictReader(f):
+                    step = row.get("step") or row.get("iteration")  # train / pretrain
+                    if step:
+                        steps.append(int(float(step)))
         except (OSError, ValueError, KeyError, csv.Error):
             continue
     return max(steps) if steps else None
@@ -135,15 +140,19 @@ def _resume_step(folder: Path) -> int | None:
     return best
 
 
-def _started(work: Path, since: float) -> bool:
-    """The train stage has linked its MLflow run (the loop starts next): the marker in the run
-    folder is newer than the process."""
-    return any(p.stat().st_mtime >= since for p in work.glob("*/mlflow_run_id"))
+def _started(project: Path, stage: str, since: float) -> bool:
+    """The stage has opened its MLflow run (its loop starts next): for train the run marker in
+    its run folder, for pretrain the store itself, is newer than the process."""
+    if stage == "train":
+        markers = list((project / WORK[stage]).glob("*/mlflow_run_id"))
+    else:
+        markers = [project / "mlflow.db"]
+    return any(p.is_file() and p.stat().st_mtime >= since for p in markers)
 
 
 def _one_kill(project: Path, stage: str, rng: random.Random, span: float, aim: bool) -> Kill:
-    """One process killed: at a checkpoint write (``aim``), or at a uniform moment of ``span``
-    seconds counted from the start of the loop (train) or of the process (pretrain)."""
+    """One process killed: at a checkpoint write (``aim``), or ``uniform(0, span)`` seconds after
+    the stage opened its run (so that, over all kills, training still moves forward)."""
     work = project / WORK[stage]
     since = time.time() - 0.01
     proc = subprocess.Popen(
@@ -156,8 +165,12 @@ def _one_kill(project: Path, stage: str, rng: random.Random, span: float, aim: b
     )
     t0 = time.monotonic()
     delay = rng.uniform(0.0, span)
-    if stage == "train" and not aim:
-        while not _started(work, since) and proc.poll() is None and time.monotonic() < t0 + 120:
+    if not aim:
+        while (
+            not _started(project, stage, since)
+            and proc.poll() is None
+            and time.monotonic() < t0 + 120
+        ):
             time.sleep(0.01)
     deadline = time.monotonic() + (span * 1.5 + 30 if aim else delay)
     temps: list[Path] = []
@@ -196,8 +209,8 @@ def _tensors(path: Path) -> dict[str, str]:
 def _losses(path: Path) -> list[list[str]]:
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    drop = rows[0].index("seconds") if "seconds" in rows[0] else None
-    return [[c for i, c in enumerate(r) if i != drop] for r in rows]
+    drop = {i for i, name in enumerate(rows[0]) if name in WALL_CLOCK}
+    return [[c for i, c in enumerate(r) if i not in drop] for r in rows]
 
 
 def _mlflow_history(project: Path, keys: set[str]) -> set[tuple[str, int, float]]:
@@ -225,6 +238,15 @@ def _statuses(project: Path, stage: str) -> dict[str, int]:
     return dict(rows)
 
 
+def _loop_seconds(ref: Path, stage: str) -> float:
+    """How long the reference run's training loop took."""
+    if stage == "train":
+        summary = json.loads((ref / "reports/stages/train.json").read_text())
+        return summary["ms_per_iter"] * summary["steps"] / 1000
+    with (ref / LOSSES[stage]).open(newline="") as f:
+        return float(list(csv.DictReader(f))[-1]["seconds"])
+
+
 def measure(project: Path, stage: str, kills: int, seed: int, aim_every: int = 3) -> Outcome:
     """Reference run and killed run on two copies of ``project``; every third kill aims at a
     checkpoint write."""
@@ -236,10 +258,10 @@ def measure(project: Path, stage: str, kills: int, seed: int, aim_every: int = 3
     t0 = time.monotonic()
     _run(ref, stage)
     span = time.monotonic() - t0
-    if stage == "train":  # kills fall inside the loop: its length in the reference run
-        ms = json.loads((ref / "reports/stages/train.json").read_text())["ms_per_iter"]
-        iters = json.loads((ref / "reports/stages/train.json").read_text())["steps"]
-        span = ms * iters / 1000
+    loop = _loop_seconds(ref, stage)
+    # each kill lands on average loop/kills seconds into its process's loop, so the kills are
+    # spread over the whole run instead of all falling after the training finished
+    span = 2 * loop / max(kills, 1)
     rng = random.Random(seed)
     out = Outcome(stage)
     for i in range(kills):
@@ -272,7 +294,7 @@ def markdown(out: Outcome, command: str) -> str:
         f"`{command}` — {out.seconds:.0f} s",
         "",
         f"- final weights identical to the uninterrupted run: **{out.same_weights}**",
-        f"- losses.csv identical (all but the wall-clock column): **{out.same_losses}**",
+        f"- losses.csv identical (all but the wall-clock columns): **{out.same_losses}**",
     ]
     if out.same_mlflow is not None:
         lines.append(

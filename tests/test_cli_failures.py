@@ -125,3 +125,19 @@ def test_a_file_too_large_is_one_line_with_what_to_do(tiny_project) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "File too large" in lines[0] and "ulimit" in lines[0], lines
+
+
+def test_messages_name_project_files_relative_to_the_project(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from sketchgan.cli import describe_error
+    from sketchgan.errors import SketchganError
+
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "outputs/train_runs/abc/checkpoint.pt"
+    text = describe_error(SketchganError(f"{inside}: written with other settings (train.lr)"))
+    assert text == "outputs/train_runs/abc/checkpoint.pt: written with other settings (train.lr)"
+    full = OSError(errno.ENOSPC, "No space left on device", str(inside))
+    assert describe_error(full).startswith("outputs/train_runs/abc/checkpoint.pt: No space left")
+    assert "free space and rerun" in describe_error(full)
+    assert describe_error(SketchganError("/etc/elsewhere: x")) == "/etc/elsewhere: x"

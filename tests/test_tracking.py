@@ -19,12 +19,14 @@ import pytest
 import torch
 from torch import nn
 
+from sketchgan import mlflow_ui
+from sketchgan import provenance as prov
 from sketchgan import tracking as tr
 from sketchgan.errors import SketchganError
 
 _ENV = (
     "MLFLOW_TRACKING_URI",
-    tr.ENV_PIPELINE_RUN,
+    prov.ENV_PIPELINE_RUN,
     "DVC_STAGE",
     "DVC_ROOT",
     "DVC_EXP_NAME",
@@ -93,7 +95,7 @@ def test_flatten_params_and_truncation() -> None:
     assert flat["train.opt.name"] == "adam" and flat["seed"] == "3"
     assert flat["bad key_"] == "None" and flat["empty"] == "{}"
     long = flat["long"]
-    assert tr.MAX_PARAM_VALUE - 5 <= len(long) <= tr.MAX_PARAM_VALUE
+    assert prov.MAX_PARAM_VALUE - 5 <= len(long) <= prov.MAX_PARAM_VALUE
     assert long.endswith(f"[truncated {10_000 - long.index('.')} chars]")
     assert tr.sanitize_key("../a//b/./c") == "a/b/c"
     assert tr.truncate_value("short") == "short"
@@ -212,12 +214,12 @@ def test_a_resumed_run_links_to_the_killed_one_and_marks_it_killed(env, tmp_path
 
 
 def test_runs_of_one_pipeline_share_a_parent(env) -> None:
-    env.setenv(tr.ENV_PIPELINE_RUN, "pipe-1")
+    env.setenv(prov.ENV_PIPELINE_RUN, "pipe-1")
     with tr.stage_run("prepare", {"a": 1}) as first:
         pass
     with tr.stage_run("train", {"b": 2}) as second:
         assert tr.log_pipeline_metrics({"finetuned.fid": 12.5})
-    env.setenv(tr.ENV_PIPELINE_RUN, "pipe-2")
+    env.setenv(prov.ENV_PIPELINE_RUN, "pipe-2")
     with tr.stage_run("prepare", {"a": 1}) as third:
         pass
     runs = {r.info.run_id: r for r in runs_tagged(tr.PIPELINE_TAG, "pipe-1")}
@@ -240,7 +242,7 @@ def test_runs_of_one_pipeline_share_a_parent(env) -> None:
 
 
 def test_failed_stage_marks_pipeline_failed(env) -> None:
-    env.setenv(tr.ENV_PIPELINE_RUN, "pipe-fail")
+    env.setenv(prov.ENV_PIPELINE_RUN, "pipe-fail")
     with pytest.raises(ValueError):
         with tr.stage_run("prepare", {}):
             raise ValueError("bad data")
@@ -284,14 +286,14 @@ def test_no_grouping_outside_dvc(env) -> None:
 def test_pipeline_key_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in _ENV:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(tr, "dvc_ancestor", lambda: "4242-777")
+    monkeypatch.setattr(prov, "dvc_ancestor", lambda: "4242-777")
     assert tr.pipeline_key() is None  # not under DVC, nothing set
     monkeypatch.setenv("DVC_STAGE", "train")
     plain = tr.pipeline_key()
     assert plain is not None and plain.endswith(":4242-777") and plain.startswith("dvc:")
     monkeypatch.setenv("DVC_EXP_NAME", "sharp-owl")
     assert tr.pipeline_key().startswith("exp:sharp-owl:dvc:")
-    monkeypatch.setenv(tr.ENV_PIPELINE_RUN, "ci job #12")
+    monkeypatch.setenv(prov.ENV_PIPELINE_RUN, "ci job #12")
     assert tr.pipeline_key() == "ci_job__12"
 
 
@@ -319,7 +321,7 @@ def test_dvc_ancestor_finds_the_dvc_process(tmp_path: Path) -> None:
         try:
             child = int(proc.stdout.readline())
             _wait_for_exec(child, "sleep")  # right after fork the child still looks like `dvc`
-            keys.append((proc.pid, tr.dvc_ancestor(child)))
+            keys.append((proc.pid, prov.dvc_ancestor(child)))
         finally:
             proc.kill()
             subprocess.run(["kill", str(child)], check=False)
@@ -327,7 +329,7 @@ def test_dvc_ancestor_finds_the_dvc_process(tmp_path: Path) -> None:
     (pid1, key1), (pid2, key2) = keys
     assert key1 is not None and key1.startswith(f"{pid1}-")
     assert key2 is not None and key2.startswith(f"{pid2}-") and key1 != key2
-    assert tr.dvc_ancestor() is None  # pytest itself does not run under dvc
+    assert prov.dvc_ancestor() is None  # pytest itself does not run under dvc
 
 
 def test_lock_fingerprint_matches_fields(tmp_path: Path) -> None:
@@ -336,11 +338,11 @@ def test_lock_fingerprint_matches_fields(tmp_path: Path) -> None:
         "    - path: a.txt\n      hash: md5\n      md5: abc\n      size: 1\n"
         "    params:\n      params.yaml:\n        train.lr: 0.002\n"
     )
-    digest = tr.lock_fingerprint(tmp_path, "train")
-    assert digest == tr._fingerprint(
+    digest = prov.lock_fingerprint(tmp_path, "train")
+    assert digest == prov._fingerprint(
         "python t.py", {"a.txt": "abc"}, {"params.yaml": {"train.lr": 0.002}}
     )
-    assert tr.lock_fingerprint(tmp_path, "other") is None
+    assert prov.lock_fingerprint(tmp_path, "other") is None
 
 
 # --------------------------------------------------------------------------- UI server
@@ -356,10 +358,10 @@ def test_ui_serves_runs_over_rest(env, store: Path) -> None:
     with tr.stage_run("served", {"k": "v"}) as active:
         tr.log_step_metrics({"m": 2.5}, 1)
     port = _free_port()
-    proc = tr.serve_ui(port=port, uri=tr._state["uri"], wait=False)
+    proc = mlflow_ui.serve_ui(port=port, uri=tr._state["uri"], wait=False)
     try:
         url = f"http://127.0.0.1:{port}"
-        tr.wait_for_ui(url, timeout_s=90, proc=proc)
+        mlflow_ui.wait_for_ui(url, timeout_s=90, proc=proc)
         exp_id = client().get_experiment_by_name("sketchgan-served").experiment_id
         body = json.dumps({"experiment_ids": [exp_id], "max_results": 10}).encode()
         request = urllib.request.Request(
@@ -370,7 +372,7 @@ def test_ui_serves_runs_over_rest(env, store: Path) -> None:
         with urllib.request.urlopen(request, timeout=30) as resp:
             runs = json.load(resp)["runs"]
     finally:
-        tr.stop_ui(proc)
+        mlflow_ui.stop_ui(proc)
     assert proc.poll() is not None
     assert [r["info"]["run_id"] for r in runs] == [active.info.run_id]
     params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
@@ -382,7 +384,7 @@ def test_blocking_ui_reports_a_server_that_stops_by_itself() -> None:
     # mlflow ui exits 0 when its port is taken, so any exit before Ctrl-C is an error
     proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
     with pytest.raises(SketchganError, match="port 5123 in use"):
-        tr._block_until_interrupted(proc, 5123)
+        mlflow_ui._block_until_interrupted(proc, 5123)
     assert proc.poll() == 0
 
 
@@ -390,7 +392,7 @@ def test_wait_for_ui_reports_early_exit() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     proc.wait()
     with pytest.raises(SketchganError, match="exited with code 3"):
-        tr.wait_for_ui(f"http://127.0.0.1:{_free_port()}", timeout_s=5, proc=proc)
+        mlflow_ui.wait_for_ui(f"http://127.0.0.1:{_free_port()}", timeout_s=5, proc=proc)
 
 
 def test_killing_sketchgan_ui_stops_the_mlflow_server(tmp_path) -> None:
@@ -407,7 +409,7 @@ def test_killing_sketchgan_ui_stops_the_mlflow_server(tmp_path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        tr.wait_for_ui(url, timeout_s=90, proc=ui)
+        mlflow_ui.wait_for_ui(url, timeout_s=90, proc=ui)
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(30) == 0
         deadline = time.time() + 15

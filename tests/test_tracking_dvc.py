@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sketchgan import provenance as prov
 from sketchgan import tracking as tr
 
 _ENV = (
     "MLFLOW_TRACKING_URI",
-    tr.ENV_PIPELINE_RUN,
+    prov.ENV_PIPELINE_RUN,
     "DVC_STAGE",
     "DVC_ROOT",
     "DVC_EXP_NAME",
@@ -96,7 +97,7 @@ def test_dvc_repro_groups_stages_and_tags_stage_hash(tmp_path: Path, restore_tra
     sh(dvc, "repro", "-f", "first")  # a second execution: must get its own parent
     tr.configure(uri=f"sqlite:///{(repo / 'mlflow.db').resolve()}")
     stage_runs = runs_tagged("dvc.stage", "first") + runs_tagged("dvc.stage", "second")
-    expected_md5 = {name: tr.lock_fingerprint(repo, name) for name in ("first", "second")}
+    expected_md5 = {name: prov.lock_fingerprint(repo, name) for name in ("first", "second")}
     assert None not in expected_md5.values() and len(set(expected_md5.values())) == 2
     by_parent: dict[str, set[str]] = {}
     for run in stage_runs:

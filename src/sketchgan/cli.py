@@ -69,12 +69,18 @@ def shown_path(path: Any) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
+    """One line for the user: OS errors with what to do, and every path inside the project
+    as the user names it (relative), not as the library built it (absolute)."""
     if isinstance(exc, OSError) and not isinstance(exc, SketchganError):
         where = shown_path(exc.filename) if exc.filename else "I/O"
         hint = _OS_HINTS.get(exc.errno or 0)
         text = exc.strerror or str(exc)
-        return f"{where}: {text}" + (f" ({hint})" if hint else "")
-    return str(exc)
+        line = f"{where}: {text}" + (f" ({hint})" if hint else "")
+    else:
+        line = str(exc)
+    for base in {str(Path.cwd()), str(Path.cwd().resolve())}:
+        line = line.replace(base + os.sep, "")
+    return " ".join(line.split("\n"))
 
 
 def _fail(exc: Exception) -> None:
@@ -246,8 +252,8 @@ def ui(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Browse the MLflow runs and registered models of this project."""
+    from sketchgan.mlflow_ui import serve_ui
     from sketchgan.runtime import load_params
-    from sketchgan.tracking import serve_ui
 
     uri = None
     if params.is_file():
