@@ -141,18 +141,33 @@ def _resume_step(folder: Path) -> int | None:
 
 
 def _started(project: Path, stage: str, since: float) -> bool:
-    """The stage has opened its MLflow run (its loop starts next): for train the run marker in
-    its run folder, for pretrain the store itself, is newer than the process."""
-    if stage == "train":
-        markers = list((project / WORK[stage]).glob("*/mlflow_run_id"))
-    else:
-        markers = [project / "mlflow.db"]
-    return any(p.is_file() and p.stat().st_mtime >= since for p in markers)
+    """The process has trained: a file of its work folder (losses, a checkpoint) is newer than
+    the process (the run marker and temp files do not count)."""
+    work = project / WORK[stage]
+    return any(
+        p.is_file()
+        and p.name != "mlflow_run_id"
+        and not p.name.endswith(".tmp")
+        and p.stat().st_mtime >= since
+        for p in work.rglob("*")
+    )
+
+
+def _new_temps(work: Path, pattern: str, since: float) -> list[Path]:
+    """Temp files of a save this process started (a killed save's leftover is older)."""
+    out = []
+    for p in _temps(work, pattern):
+        try:
+            if p.stat().st_mtime >= since:
+                out.append(p)
+        except FileNotFoundError:  # renamed into place meanwhile
+            continue
+    return out
 
 
 def _one_kill(project: Path, stage: str, rng: random.Random, span: float, aim: bool) -> Kill:
     """One process killed: at a checkpoint write (``aim``), or ``uniform(0, span)`` seconds after
-    the stage opened its run (so that, over all kills, training still moves forward)."""
+    it started to train (so that, over all kills, training still moves forward)."""
     work = project / WORK[stage]
     since = time.time() - 0.01
     proc = subprocess.Popen(
@@ -176,14 +191,14 @@ def _one_kill(project: Path, stage: str, rng: random.Random, span: float, aim: b
     temps: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:
         if aim:
-            temps = _temps(work, CHECKPOINT_TEMP[stage])
+            temps = _new_temps(work, CHECKPOINT_TEMP[stage], since)
             if temps:
                 break
             time.sleep(0.001)
         else:
             time.sleep(0.01)
     if aim and not temps:
-        temps = _temps(work, CHECKPOINT_TEMP[stage])
+        temps = _new_temps(work, CHECKPOINT_TEMP[stage], since)
     logged = _last_logged(work, since)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from sketchgan.checkpoints import load_sketch_net
+from sketchgan.config import BaselinesSection
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.chamfer import rank_by_chamfer
 from sketchgan.evaluation.sbir import rank_by_sbir, save_sbir, train_sbir
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import atomic_dir, list_images, load_image_files, load_image_folder, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
-from sketchgan.runtime import get_param, repo_root, section
+from sketchgan.runtime import repo_root
 
 POOL = Path("data/photosketch/pool")
 OUT = Path("outputs/baselines")
@@ -30,9 +31,8 @@ SBIR_TRAIN_PAIRS = 5000
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    cfg = section(params, "baselines")
-    top_n = get_param(cfg, "top_n", int, "baselines", minimum=1)
-    reduce = str(cfg.get("chamfer_reduce", "min"))
+    cfg = BaselinesSection.from_params(params)
+    top_n, reduce = cfg.top_n, cfg.chamfer_reduce
     root = repo_root()
     device = device_of(params)
     pool_files = list_images(root / POOL / "images")
@@ -60,7 +60,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _train_sbir(params: dict[str, Any], cfg: dict[str, Any], root: Path, device) -> Any:
+def _train_sbir(params: dict[str, Any], cfg: BaselinesSection, root: Path, device) -> Any:
     # real-data settings have no pretrain set: train on the real regularisation images
     source = root / "data/pretrain/images"
     if not any(source.glob("*.png")):
@@ -72,8 +72,8 @@ def _train_sbir(params: dict[str, Any], cfg: dict[str, Any], root: Path, device)
     model = train_sbir(
         images,
         sketches,
-        iters=int(cfg.get("sbir_iters", 800)),
-        batch=int(cfg.get("sbir_batch", 64)),
+        iters=cfg.sbir_iters,
+        batch=cfg.sbir_batch,
         seed=int(params.get("seed", 0)),
         device=device,
     )

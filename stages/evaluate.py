@@ -21,6 +21,7 @@ import numpy as np
 
 from sketchgan import tracking
 from sketchgan.checkpoints import load_sketch_net
+from sketchgan.config import EvaluateSection
 from sketchgan.data.world import TargetSpec
 from sketchgan.evaluation.chamfer import chamfer_scores
 from sketchgan.evaluation.evaluator import load_evaluator, target_match_rate
@@ -34,7 +35,7 @@ from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, write_json
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.report import flat_metrics
-from sketchgan.runtime import repo_root, section
+from sketchgan.runtime import repo_root
 
 METRICS = Path("reports/metrics.json")  # numbers only, method.metric (DVC metrics)
 EVALUATION = Path("reports/evaluation.json")  # everything (the report's input)
@@ -55,13 +56,13 @@ LABELS = {
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    cfg = section(params, "evaluate")
+    cfg = EvaluateSection.from_params(params)
     root = repo_root()
     device = device_of(params)
     evaluator_path = root / "models/pretrained/evaluator.pt"
     evaluator = load_evaluator(evaluator_path, device) if evaluator_path.is_file() else None
     with tracked_stage("evaluate", params, ("evaluate",)) as summary:
-        extractor = select_extractor(str(cfg.get("features", "auto")), device, evaluator)
+        extractor = select_extractor(cfg.features, device, evaluator)
         ref = cached_features(root / "data/eval/images", extractor, root / FEATURES / "eval.npz")
         net, _ = load_sketch_net(root / "models/pretrained/photosketch.pt", device)
         user = load_image_folder(root / user_sketch_dir(params), "L")
@@ -73,8 +74,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 feats,
                 ref,
                 extractor.name,
-                k=int(cfg.get("k", 3)),
-                kid_subset_size=int(cfg.get("kid_subset_size", 1000)),
+                k=cfg.k,
+                kid_subset_size=cfg.kid_subset_size,
                 seed=int(params.get("seed", 0)),
             )
             images = load_image_folder(root / folder, "RGB")
@@ -82,7 +83,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             res["chamfer"] = float(chamfer_scores(sketches, user, reduce="min").mean())
             res["colour_spread"] = colour_spread(images)
             if target is not None:
-                match = target_match_rate(evaluator, images, target, float(cfg.get("match_tol", 0)))
+                match = target_match_rate(evaluator, images, target, cfg.match_tol)
                 res["target_match"] = match["match_rate"]
                 res["shape_match"] = match["shape_rate"]
             results[name] = res

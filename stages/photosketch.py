@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from sketchgan.checkpoints import load_finetuned_generator, load_sketch_net
+from sketchgan.config import PhotosketchSection
 from sketchgan.data.sketch_import import load_real_images
 from sketchgan.evaluation.sampling import sample_folder
 from sketchgan.evaluation.sketching import sketch_folder
 from sketchgan.io import atomic_dir, sha256_file
 from sketchgan.pipeline import PHOTO_SKETCHES, device_of, tracked_stage
-from sketchgan.runtime import get_param, repo_root, section
+from sketchgan.runtime import repo_root, section
 
 OUT = Path("data/photosketch")
 PRETRAINED = Path("models/pretrained")
@@ -29,10 +30,8 @@ POOL_SEED_OFFSET = 1_000_003  # the pool never shares latent codes with the `sam
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    cfg = section(params, "photosketch")
-    pool_size = get_param(cfg, "pool_size", int, "photosketch", minimum=1)
-    batch = get_param(cfg, "batch", int, "photosketch", minimum=2)
-    mode = str(cfg.get("mode", "eval"))
+    cfg = PhotosketchSection.from_params(params)
+    pool_size, batch, mode = cfg.pool_size, cfg.batch, cfg.mode
     root = repo_root()
     device = device_of(params)
     with tracked_stage("photosketch", params, ("photosketch",)) as summary:
@@ -58,10 +57,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _user_photo_sketches(
-    cfg: dict[str, Any], root: Path, size: int, net, net_id: str, batch: int, mode: str
+    cfg: PhotosketchSection, root: Path, size: int, net, net_id: str, batch: int, mode: str
 ) -> dict[str, int] | None:
     """Training sketches made from the user's photos (or a note that none are configured)."""
-    photos = cfg.get("user_photos")
+    photos = cfg.user_photos
     out = root / PHOTO_SKETCHES
     if not photos:
         with atomic_dir(out) as tmp:

@@ -28,6 +28,7 @@ from sketchgan.checkpoints import (
     save_generator_checkpoint,
     save_sketch_checkpoint,
 )
+from sketchgan.config import CheckpointsSection, EvaluatorSection
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator, train_evaluator
 from sketchgan.evaluation.sampling import generate_images
@@ -43,7 +44,6 @@ from sketchgan.training.pretrain import (
     train_sketch_net,
 )
 
-SOURCES = ("registry", "train")
 OUT = Path("models/pretrained")
 WORK = Path("outputs/pretrain")
 FIGURES = Path("reports/figures")
@@ -51,7 +51,7 @@ FIGURES = Path("reports/figures")
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     root = repo_root()
-    ckpts = section(params, "checkpoints")
+    ckpts = CheckpointsSection.from_params(params)
     source = _source(ckpts)
     sections = ("checkpoints", "prepare", "pretrain", "pretrain_sketch", "evaluator")
     with tracked_stage("pretrain", params, sections) as summary:
@@ -65,7 +65,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         else:
             summary["generator"] = _import_generator(ckpts, root, _size(params))
             summary["photosketch"] = _import_sketch_net(ckpts, root)
-        if source == "registry" and ckpts.get("evaluator"):
+        if source == "registry" and ckpts.evaluator:
             summary["evaluator"] = _import_evaluator(ckpts, root, _size(params))
         elif embedded_world:
             summary["evaluator"] = _train_evaluator(params, root)
@@ -74,15 +74,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _source(ckpts: dict[str, Any]) -> str:
-    source = ckpts.get("source")
-    if source not in SOURCES:
-        raise SketchganError(
-            f"params: 'checkpoints.source' must be one of {', '.join(SOURCES)}, got {source!r}"
-        )
+def _source(ckpts: CheckpointsSection) -> str:
+    source = ckpts.source
     if source == "registry":
         for name in ("generator", "photosketch"):
-            if not ckpts.get(name):
+            if not getattr(ckpts, name):
                 raise SketchganError(
                     f"params: 'checkpoints.{name}' is null with checkpoints.source: registry; "
                     "name a checkpoint, or set checkpoints.source: train to pretrain it yourself"
@@ -122,14 +118,14 @@ def _train_sketch_net(params: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
-    cfg = section(params, "evaluator")
+    cfg = EvaluatorSection.from_params(params)
     size = int(section(params, "prepare").get("size"))
     model, info = train_evaluator(
         size=size,
-        n_train=int(cfg.get("n_train", 10000)),
-        iters=int(cfg.get("iters", 1000)),
-        batch=int(cfg.get("batch", 64)),
-        width=int(cfg.get("width", 16)),
+        n_train=cfg.n_train,
+        iters=cfg.iters,
+        batch=cfg.batch,
+        width=cfg.width,
         seed=int(params.get("seed", 0)) + 7,
         device=device_of(params),
     )
@@ -137,7 +133,7 @@ def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
     return _scalars(info)
 
 
-def _import_generator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str, Any]:
+def _import_generator(ckpts: CheckpointsSection, root: Path, size: int) -> dict[str, Any]:
     """Resolve the named generator (+ its discriminator) and store it in our layout.
 
     A zoo file already is our layout (g_ema, g, d, config): after a strict load of each part it
@@ -146,9 +142,9 @@ def _import_generator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str,
     rosinality-style files carry it under ``d``; GANSketching publishes it as a separate
     netD.pth (registry ``<name>-d`` or ``checkpoints.discriminator``).
     """
-    cache = root / str(ckpts.get("cache_dir", "models/cache"))
+    cache = root / ckpts.cache_dir
     registry = known_checkpoints()
-    name = str(ckpts["generator"])
+    name = str(ckpts.generator)
     g_path = resolve_checkpoint(name, cache)
     g_ema, cfg = load_generator(g_path, "cpu", config=registry.get(name, {}).get("config"))
     if cfg["size"] != size:
@@ -161,7 +157,7 @@ def _import_generator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str,
         shutil.copyfile(g_path, root / OUT / "generator.pt")
         return {"source": name, "size": cfg["size"], "sha256": sha256_file(g_path)}
     d_cfg = {k: cfg[k] for k in ("size", "channel_multiplier", "channel_max")}
-    d_name = ckpts.get("discriminator") or (f"{name}-d" if f"{name}-d" in registry else None)
+    d_name = ckpts.discriminator or (f"{name}-d" if f"{name}-d" in registry else None)
     if d_name is not None:
         d_path = resolve_checkpoint(str(d_name), cache)
         d, _ = load_discriminator(d_path, "cpu", config=d_cfg)
@@ -177,9 +173,9 @@ def _import_generator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str,
     return {"source": name, "size": cfg["size"]}
 
 
-def _import_sketch_net(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
-    cache = root / str(ckpts.get("cache_dir", "models/cache"))
-    name = str(ckpts["photosketch"])
+def _import_sketch_net(ckpts: CheckpointsSection, root: Path) -> dict[str, Any]:
+    cache = root / ckpts.cache_dir
+    name = str(ckpts.photosketch)
     entry = known_checkpoints().get(name, {})
     path = resolve_checkpoint(name, cache)
     net, cfg = load_sketch_net(path, "cpu", config=entry.get("config"))
@@ -190,10 +186,10 @@ def _import_sketch_net(ckpts: dict[str, Any], root: Path) -> dict[str, Any]:
     return {"source": name}
 
 
-def _import_evaluator(ckpts: dict[str, Any], root: Path, size: int) -> dict[str, Any]:
+def _import_evaluator(ckpts: CheckpointsSection, root: Path, size: int) -> dict[str, Any]:
     """The world evaluator from the registry: loaded strictly, then copied byte for byte."""
-    cache = root / str(ckpts.get("cache_dir", "models/cache"))
-    name = str(ckpts["evaluator"])
+    cache = root / ckpts.cache_dir
+    name = str(ckpts.evaluator)
     path = resolve_checkpoint(name, cache)
     model = load_evaluator(path)
     if int(model.config["size"]) != size:

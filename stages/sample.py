@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from sketchgan.checkpoints import load_finetuned_generator
+from sketchgan.config import SampleSection, VisualiseSection
 from sketchgan.evaluation.sampling import sample_folder, write_visualisations
 from sketchgan.pipeline import device_of, tracked_stage
-from sketchgan.runtime import get_param, repo_root, section
+from sketchgan.runtime import repo_root
 
 SAMPLES = Path("outputs/samples")
 FIGURES = Path("reports/figures/samples")
@@ -21,11 +22,9 @@ MODELS = {
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    cfg = section(params, "sample")
-    vis = params.get("visualise") or {}
-    n = get_param(cfg, "n", int, "sample", minimum=1)
-    batch = get_param(cfg, "batch", int, "sample", minimum=1)
-    truncation = float(cfg.get("truncation", 1.0))
+    cfg = SampleSection.from_params(params)
+    vis = VisualiseSection.from_params(params)
+    n, batch, truncation = cfg.n, cfg.batch, cfg.truncation
     seed = int(params.get("seed", 0))
     root = repo_root()
     device = device_of(params)
@@ -39,10 +38,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             gens["finetuned"],
             root / FIGURES,
             seed=seed,
-            truncation=float(vis.get("truncation", 0.5)),
-            n_grid=int(vis.get("grid_n", 32)),
-            steps=int(vis.get("interp_steps", 7)),
-            ganspace_samples=int(vis.get("ganspace_samples", 5000)),
+            truncation=vis.truncation,
+            n_grid=vis.grid_n,
+            steps=vis.interp_steps,
+            ganspace_samples=vis.ganspace_samples,
             device=device,
         )
         summary.update(n=n, figures={k: str(Path(v).relative_to(root)) for k, v in figures.items()})

@@ -18,6 +18,7 @@ import torch
 
 from sketchgan import tracking
 from sketchgan.checkpoints import load_checkpoint, load_finetuned_generator
+from sketchgan.config import EvaluateSection
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.evaluation.features import extract_features, select_extractor
@@ -190,7 +191,7 @@ def _run_key(
     settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
     if cfg.eval_every:
         settings["eval_samples"] = eval_samples
-        settings["features"] = str((params.get("evaluate") or {}).get("features", "auto"))
+        settings["features"] = EvaluateSection.from_params(params).features
     inputs = [
         sha256_file(root / PRETRAINED / "generator.pt"),
         sha256_file(root / PRETRAINED / "photosketch.pt"),
@@ -214,7 +215,7 @@ def _fid_eval_fn(params: dict[str, Any], root: Path, n: int, run_dir: Path):
     device = device_of(params)
     evaluator_path = root / PRETRAINED / "evaluator.pt"
     evaluator = load_evaluator(evaluator_path, device) if evaluator_path.is_file() else None
-    kind = str((params.get("evaluate") or {}).get("features", "auto"))
+    kind = EvaluateSection.from_params(params).features
     extractor = select_extractor(kind, device, evaluator=evaluator)
     ref = extract_features(root / "data/eval/images", extractor)
     seed = int(params.get("seed", 0)) + EVAL_SEED

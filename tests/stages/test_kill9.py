@@ -8,6 +8,7 @@ aimed at a checkpoint write) and the finishing one, each a fresh ``sketchgan tra
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from conftest import ROOT, tiny_params
 def _kill9():
     spec = importlib.util.spec_from_file_location("kill9", ROOT / "reports/kill9.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["kill9"] = module  # its dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
 
