@@ -1,5 +1,5 @@
 """DVC stage `evaluate`: every generated set vs. the eval set -> reports/evaluation.json
-(everything) and reports/metrics.json (its numbers, flattened).
+(everything) and reports/metrics.json (the headline numbers, report.flat_metrics).
 
 Methods: the fine-tuned model (best-FID checkpoint, with its last-iteration figures beside it),
 the original model, and the two retrieval baselines. Metrics: FID, KID, precision/recall (k=3)

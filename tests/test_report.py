@@ -207,26 +207,47 @@ def test_git_commit_outside_a_repository(tmp_path: Path) -> None:
     assert git_commit(tmp_path).startswith("unknown")
 
 
-def test_flat_metrics_are_numbers_only_and_one_level():
+def test_flat_metrics_are_the_headline_numbers_one_level_and_narrow():
     from sketchgan.report import flat_metrics
 
+    full = {
+        "fid": 12.5,
+        "kid": 0.0012345678,
+        "precision": 0.5,
+        "recall": 0.75,
+        "chamfer": 1.9,
+        "shape_match": 0.3,
+        "target_match": 0.2,
+        "colour_spread": 0.44,
+        "iteration": 200,
+        "features": "x",
+        "last": {"fid": 13.0},
+    }
     evaluation = {
         "methods": {
-            "finetuned": {
-                "fid": 12.5,
-                "kid": 0.0012345678,
-                "iteration": 200,
-                "features": "x",
-                "last": {"fid": 13.0},
-            },
-            "sbir": {"fid": None, "target_match": 0.25},
+            "finetuned": full,
+            "original": dict(full),
+            "chamfer": dict(full),
+            "sbir": {**full, "fid": None},
+            "my_variant": dict(full),
         },
         "meta": {"timings": {"train": 3.0}},
     }
     flat = flat_metrics(evaluation)
     assert flat == {
-        "finetuned.fid": 12.5,
-        "finetuned.kid": 0.0012345678,
-        "finetuned.iteration": 200,
-        "sbir.target_match": 0.25,
+        "ours.fid": 12.5,
+        "ours.target": 0.2,
+        "ours.shape": 0.3,
+        "ours.recall": 0.75,
+        "ours.colour": 0.44,
+        "orig.fid": 12.5,
+        "orig.recall": 0.75,
+        "chamfer.fid": 12.5,
+        "my_variant.fid": 12.5,
     }
+    # `dvc metrics show` prints one row: the path, then a column per key (at least 6 wide for
+    # the value, two spaces apart); the four methods' headline must fit 160 columns
+    shown = {k: v for k, v in flat.items() if not k.startswith("my_variant")}
+    shown["sbir.fid"] = 300.0
+    width = len("reports/metrics.json") + sum(max(len(k), 7) + 2 for k in shown)
+    assert width <= 160, width

@@ -34,7 +34,7 @@ def test_all_stages_end_to_end(tiny_project):
     metrics = json.loads((root / "reports/evaluation.json").read_text())
     flat = json.loads((root / "reports/metrics.json").read_text())
     assert flat and all(isinstance(v, (int, float)) for v in flat.values())
-    assert flat["finetuned.fid"] == pytest.approx(metrics["methods"]["finetuned"]["fid"])
+    assert flat["ours.fid"] == pytest.approx(metrics["methods"]["finetuned"]["fid"])
     assert set(metrics["methods"]) == {"finetuned", "original", "chamfer", "sbir"}
     for name, m in metrics["methods"].items():
         assert m["n_gen"] == 50, name
