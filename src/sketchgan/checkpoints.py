@@ -14,6 +14,7 @@ import hashlib
 import importlib.resources
 import logging
 import os
+import pickle
 import re
 import shutil
 import urllib.error
@@ -569,6 +570,33 @@ def _load_network(
     model = build(cfg)
     load_into(model, obj, key=wrapper_key, source=str(path))
     return model.to(device), cfg
+
+
+def save_config_model(model: nn.Module, path: str | os.PathLike) -> None:
+    """A small net that carries its architecture in ``model.config`` (world evaluator, SBIR):
+    state dict plus config only, so loading never unpickles code."""
+    save_torch({"state": model.state_dict(), "config": dict(model.config)}, path)
+
+
+def load_config_model(
+    path: str | os.PathLike,
+    build: Callable[[dict[str, Any]], nn.Module],
+    what: str,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """Load what :func:`save_config_model` wrote: ``build(config)`` then a strict state load;
+    a missing or foreign file is one line naming it and ``what`` it should have been ("an
+    evaluator")."""
+    path = Path(path)
+    if not path.is_file():
+        raise SketchganError(f"{path}: {what.split(' ', 1)[-1]} checkpoint not found")
+    try:
+        ckpt = load_checkpoint(path)
+        model = build(dict(ckpt["config"]))
+        model.load_state_dict(ckpt["state"])
+    except (KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+        raise SketchganError(f"{path}: not {what} checkpoint ({type(exc).__name__})") from exc
+    return model.to(device).eval()
 
 
 def _build_generator(cfg: dict[str, int]) -> nn.Module:

@@ -110,7 +110,8 @@ def chamfer_matrix(
     return dist
 
 
-def _reduce_scores(dist: np.ndarray, reduce: str) -> np.ndarray:
+def reduce_scores(dist: np.ndarray, reduce: str) -> np.ndarray:
+    """Per pool item, its distance to the nearest user sketch (``min``) or to all (``mean``)."""
     if reduce == "min":
         return dist.min(axis=1)
     if reduce == "mean":
@@ -142,7 +143,7 @@ def chamfer_scores(
     blank = np.flatnonzero(~user_masks.reshape(len(user_masks), -1).any(1))
     if blank.size:
         raise SketchganError(f"user_sketches[{int(blank[0])}]: no dark strokes to match against")
-    return _reduce_scores(chamfer_matrix(pool_sketches, user_sketches, threshold), reduce)
+    return reduce_scores(chamfer_matrix(pool_sketches, user_sketches, threshold), reduce)
 
 
 def rank_by_chamfer(

@@ -15,7 +15,6 @@ invisible) are left out of the rotation loss and the rotation error.
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchgan.checkpoints import load_checkpoint
+from sketchgan.checkpoints import load_config_model, save_config_model
 from sketchgan.data import world
 from sketchgan.errors import SketchganError
-from sketchgan.io import save_torch
 
 #: Width of the world's rotation range: one full turn of the (cos, sin) rotation code.
 ROTATION_PERIOD = 72.0
@@ -307,19 +305,9 @@ def target_match_rate(
 
 
 def save_evaluator(model: WorldEvaluator, path: str | Path) -> None:
-    """State dict and config only: loading never unpickles code."""
-    save_torch({"state": model.state_dict(), "config": dict(model.config)}, path)
+    save_config_model(model, path)
 
 
 def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> WorldEvaluator:
     """Load a checkpoint written by :func:`save_evaluator` (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SketchganError(f"{path}: evaluator checkpoint not found")
-    try:
-        ckpt = load_checkpoint(path)
-        model = WorldEvaluator(ckpt["config"])
-        model.load_state_dict(ckpt["state"])
-    except (KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-        raise SketchganError(f"{path}: not an evaluator checkpoint ({type(exc).__name__})") from exc
-    return model.to(device).eval()
+    return load_config_model(path, WorldEvaluator, "an evaluator", device)

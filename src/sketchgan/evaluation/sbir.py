@@ -9,7 +9,6 @@ their images (not their sketches) to the user sketches, as an SBIR system would.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchgan.checkpoints import load_checkpoint
+from sketchgan.checkpoints import load_config_model, save_config_model
 from sketchgan.errors import SketchganError
-from sketchgan.evaluation.chamfer import top_indices
-from sketchgan.io import save_torch
+from sketchgan.evaluation.chamfer import reduce_scores, top_indices
 
 Reduce = Literal["min", "mean"]
 
@@ -190,26 +188,13 @@ def rank_by_sbir(
     retrieved set spreads over all the user's examples instead of their average.
     """
     dist = sbir_distances(model, pool_images, user_sketches)
-    if reduce not in ("min", "mean"):
-        raise SketchganError(f"reduce: expected 'min' or 'mean', got {reduce!r}")
-    scores = dist.min(axis=1) if reduce == "min" else dist.mean(axis=1)
-    return top_indices(scores, top_n)
+    return top_indices(reduce_scores(dist, reduce), top_n)
 
 
 def save_sbir(model: SBIRNet, path: str | Path) -> None:
-    """State dict plus config only, so loading never unpickles code."""
-    save_torch({"state": model.state_dict(), "config": dict(model.config)}, path)
+    save_config_model(model, path)
 
 
 def load_sbir(path: str | Path, device: torch.device | str = "cpu") -> SBIRNet:
     """Load a checkpoint written by :func:`save_sbir` (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SketchganError(f"{path}: SBIR checkpoint not found")
-    try:
-        ckpt = load_checkpoint(path)
-        model = SBIRNet(**ckpt["config"])
-        model.load_state_dict(ckpt["state"])
-    except (KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-        raise SketchganError(f"{path}: not an SBIR checkpoint ({type(exc).__name__})") from exc
-    return model.to(device).eval()
+    return load_config_model(path, lambda cfg: SBIRNet(**cfg), "an SBIR", device)
