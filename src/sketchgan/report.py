@@ -154,14 +154,12 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
 def load_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
     """The checked contents of ``metrics.json``, or ``None`` when it does not exist yet."""
     path = Path(path)
-    if not path.is_file():
+    layout = "{'methods': {name: {...}}, 'meta': {...}}"
+    data = _read_json_mapping(path, layout)
+    if data is None:
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SketchganError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("methods", {}), dict):
-        raise SketchganError(f"{path}: expected {{'methods': {{name: {{...}}}}, 'meta': {{...}}}}")
+    if not isinstance(data.get("methods", {}), dict):
+        raise SketchganError(f"{path}: expected {layout}")
     if not isinstance(data.get("meta", {}), dict):
         raise SketchganError(f"{path}: 'meta' must be a mapping")
     for name, entry in data.get("methods", {}).items():
@@ -393,7 +391,7 @@ def _curves_section(losses: Mapping[str, Any] | None, history: Any, fig_dir: Pat
 def _timings_section(timings: Any) -> Section:
     section = Section("Timings per stage")
     if isinstance(timings, (str, os.PathLike)):
-        timings = _read_json_mapping(Path(timings))
+        timings = _read_json_mapping(Path(timings), "a JSON mapping of stage -> seconds")
     if not timings:
         section.blocks.append(f"{NOT_RUN} (no timings recorded).")
         return section
@@ -407,7 +405,9 @@ def _timings_section(timings: Any) -> Section:
     return section
 
 
-def _read_json_mapping(path: Path) -> dict[str, Any] | None:
+def _read_json_mapping(path: Path, layout: str) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (None when absent); anything else is one line naming the
+    file and the ``layout`` it should have."""
     if not path.is_file():
         return None
     try:
@@ -415,7 +415,7 @@ def _read_json_mapping(path: Path) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SketchganError(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
-        raise SketchganError(f"{path}: expected a JSON mapping of stage -> seconds")
+        raise SketchganError(f"{path}: expected {layout}")
     return data
 
 
