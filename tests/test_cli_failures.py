@@ -141,3 +141,29 @@ def test_messages_name_project_files_relative_to_the_project(tmp_path, monkeypat
     assert describe_error(full).startswith("outputs/train_runs/abc/checkpoint.pt: No space left")
     assert "free space and rerun" in describe_error(full)
     assert describe_error(SketchganError("/etc/elsewhere: x")) == "/etc/elsewhere: x"
+
+
+def test_a_read_only_store_is_one_line_also_for_root(tiny_project) -> None:
+    """SQLite opened read-only (root ignores file modes): MLflow's own logged traceback of the
+    failed INSERT must not reach the user, only the line naming the store."""
+    from sketchgan import tracking
+
+    root, _ = tiny_project
+    tracking.configure(root=root)
+    tracking.ensure_experiment("sketchgan-other")
+    tracking._state.update(uri=None, artifact_root=None)
+    _set(root, "tracking.uri", f"sqlite:///file:{root / 'mlflow.db'}?mode=ro&uri=true")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_TRACKING"))}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("sketchgan")), "prepare"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "readonly database" in lines[0] and "tracking.required" in lines[0]
+    assert not (root / "data").exists()

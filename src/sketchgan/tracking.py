@@ -274,7 +274,8 @@ def stage_run(
         yield None
         return
     try:
-        opened = _open_stage_run(stage, params, tags, uri, root, run_name)
+        with _quiet_mlflow():  # a broken store: our one line, not MLflow's logged traceback
+            opened = _open_stage_run(stage, params, tags, uri, root, run_name)
     except TrackingUnavailable as exc:
         if required:
             raise
@@ -297,6 +298,21 @@ def stage_run(
             mlflow.end_run(status)
         if parent_id is not None:
             _finish_parent(client, parent_id, stage, active.info.run_id, status)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """MLflow logs a store's SQL errors with their traceback before raising them."""
+    _mlflow()  # importing it configures its loggers: do that before quieting them
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 class TrackingUnavailable(SketchganError):
