@@ -29,6 +29,21 @@ def _set(root: Path, dotted: str, value) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def _prepare_in_a_process(root: Path, **kw) -> subprocess.CompletedProcess:
+    """``sketchgan prepare`` as a user runs it: its own process, the real stderr (MLflow's
+    logging and resource limits included), no DVC or tracking variables of the test run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_TRACKING"))}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("sketchgan")), "prepare"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
+
+
 def _one_line_failure(result, *needles: str) -> str:
     assert result.exit_code == 2, result.output
     text = result.output.strip()
@@ -112,16 +127,7 @@ def test_a_file_too_large_is_one_line_with_what_to_do(tiny_project) -> None:
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("sketchgan")), "prepare"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=small_files,
-    )
+    done = _prepare_in_a_process(root, preexec_fn=small_files)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "File too large" in lines[0] and "ulimit" in lines[0], lines
@@ -153,15 +159,7 @@ def test_a_read_only_store_is_one_line_also_for_root(tiny_project) -> None:
     tracking.ensure_experiment("sketchgan-other")
     tracking._state.update(uri=None, artifact_root=None)
     _set(root, "tracking.uri", f"sqlite:///file:{root / 'mlflow.db'}?mode=ro&uri=true")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_TRACKING"))}
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("sketchgan")), "prepare"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _prepare_in_a_process(root)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines

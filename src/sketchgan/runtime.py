@@ -43,7 +43,7 @@ def repo_root() -> Path:
     """
     if os.environ.get("DVC_STAGE"):
         return Path(os.getcwd())
-    return Path(os.environ.get("DVC_ROOT", os.getcwd()))
+    return store_root()
 
 
 def store_root() -> Path:
