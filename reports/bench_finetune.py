@@ -25,8 +25,10 @@ import torch
 
 from sketchgan.models.photosketch import ResnetGenerator
 from sketchgan.models.stylegan2 import Discriminator, Generator
+from sketchgan.runtime import load_params
 from sketchgan.training import finetune as ft
 
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 ARCH = dict(size=32, style_dim=128, n_mlp=2, channel_multiplier=2, channel_max=32)
 PS_CFG = dict(input_nc=3, output_nc=1, ngf=16, n_blocks=9)
 ROWS = {
@@ -94,7 +96,8 @@ class _PhaseTimer:
 
 
 def bench(row: str, iters: int, warmup: int, inputs, root: Path) -> dict[str, float]:
-    cfg = ft.FinetuneConfig(
+    cfg = ft.FinetuneConfig.from_params(
+        PARAMS,
         iters=iters,
         batch=4,
         checkpoint_every=0,
@@ -102,7 +105,6 @@ def bench(row: str, iters: int, warmup: int, inputs, root: Path) -> dict[str, fl
         eval_every=0,
         log_every=iters,
         device="cpu",
-        handle_signals=False,
         **ROWS[row],
     )
     gpath, ppath, sketches, images = inputs
@@ -113,7 +115,7 @@ def bench(row: str, iters: int, warmup: int, inputs, root: Path) -> dict[str, fl
         with _PhaseTimer(warmup) as timer:
             out = Path(tempfile.mkdtemp(prefix=f"out_{row}_", dir=root))  # never resume
             c0 = time.process_time()
-            res = ft.finetune(cfg, gpath, ppath, sketches, images, out)
+            res = ft.finetune(cfg, gpath, ppath, sketches, images, out, handle_signals=False)
             cpu_total = time.process_time() - c0
     finally:
         ft.set_requires_grad = keep

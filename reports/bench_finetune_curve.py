@@ -26,6 +26,7 @@ from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
+from sketchgan.runtime import load_params
 from sketchgan.training.finetune import FinetuneConfig, finetune
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
@@ -45,6 +46,9 @@ def _measure(g, evaluator, ref_feats, it: int, name: str, work: Path) -> dict:
         "colour_spread": round(colour_spread(imgs), 4),
         "fid": round(fid_from_features(feats, ref_feats), 2),
     }
+
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def main() -> None:
@@ -71,11 +75,16 @@ def main() -> None:
             "checkpoint_every": 250,
             "log_every": 25,
             "device": "cpu",
-            "handle_signals": False,
             **over,
         }
         result = finetune(
-            FinetuneConfig(**settings), gen, "models/pretrained/photosketch.pt", sketches, reg, out
+            FinetuneConfig.from_params(PARAMS, **settings),
+            gen,
+            "models/pretrained/photosketch.pt",
+            sketches,
+            reg,
+            out,
+            handle_signals=False,
         )
         g = load_finetuned_generator(out / "generator_last.pt", "cpu")
         row = _measure(g, evaluator, ref, it, name, work)

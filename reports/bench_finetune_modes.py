@@ -28,6 +28,7 @@ from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
+from sketchgan.runtime import load_params
 from sketchgan.training.finetune import (
     FinetuneConfig,
     build_generator,
@@ -36,6 +37,8 @@ from sketchgan.training.finetune import (
 )
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def _measure(g: torch.nn.Module, evaluator, name: str, tag: str, work: Path) -> None:
@@ -79,13 +82,14 @@ def main() -> None:
         "checkpoint_every": 0,
         "log_every": 25,
         "device": "cpu",
-        "handle_signals": False,
     }
-    cfg = FinetuneConfig(**{**settings, **over})
+    cfg = FinetuneConfig.from_params(PARAMS, **{**settings, **over})
     out = work / f"ftrun_{name}"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    result = finetune(cfg, gen_path, "models/pretrained/photosketch.pt", sketches, reg, out)
+    result = finetune(
+        cfg, gen_path, "models/pretrained/photosketch.pt", sketches, reg, out, handle_signals=False
+    )
     print(
         json.dumps(
             {

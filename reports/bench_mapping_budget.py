@@ -23,7 +23,10 @@ import torch
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.io import load_image_folder
+from sketchgan.runtime import load_params
 from sketchgan.training.finetune import FinetuneConfig, finetune
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def main() -> None:
@@ -33,7 +36,8 @@ def main() -> None:
     reg = load_image_folder("data/image_reg/images", "RGB")
     out = Path(os.environ.get("BENCH_DIR", "/tmp/bench")) / f"budget_{g_lr}_{iters}"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = FinetuneConfig(
+    cfg = FinetuneConfig.from_params(
+        PARAMS,
         iters=iters,
         g_lr=g_lr,
         tune="mapping",
@@ -42,10 +46,11 @@ def main() -> None:
         checkpoint_every=0,
         log_every=25,
         device="cpu",
-        handle_signals=False,
     )
     t0 = time.perf_counter()
-    result = finetune(cfg, gen, "models/pretrained/photosketch.pt", sketches, reg, out)
+    result = finetune(
+        cfg, gen, "models/pretrained/photosketch.pt", sketches, reg, out, handle_signals=False
+    )
     g0 = load_finetuned_generator(gen)
     g1 = load_finetuned_generator(out / "generator_last.pt")
     z = torch.randn(2000, g0.style_dim, generator=torch.Generator().manual_seed(0))

@@ -38,9 +38,12 @@ from sketchgan.evaluation.evaluator import (
     train_evaluator,
 )
 from sketchgan.evaluation.metrics import fid_from_features
+from sketchgan.runtime import load_params
 from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def _patch_channels(spec: str) -> None:
@@ -93,8 +96,13 @@ def main() -> None:
     out = work / name
     start = time.perf_counter()
     for it in iters:
-        cfg = GeneratorPretrainConfig(
-            device="cpu", iterations=it, sample_every=0, checkpoint_every=it, **over
+        cfg = GeneratorPretrainConfig.from_params(
+            PARAMS,
+            device="cpu",
+            iterations=it,
+            sample_every=0,
+            checkpoint_every=it,
+            **{"n_mlp": 8, **over},  # 8: the code default when these rows were measured
         )
         result = train_generator(x, cfg, out)
         ckpt = torch.load(out / "generator.pt", weights_only=True)

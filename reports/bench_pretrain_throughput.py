@@ -15,9 +15,11 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
+from sketchgan.runtime import load_params
 from sketchgan.training.pretrain import (
     GeneratorPretrainConfig,
     _build_gan,
@@ -26,12 +28,14 @@ from sketchgan.training.pretrain import (
     update_ema,
 )
 
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
+
 
 def measure(threads: int, batch: int, iters: int, warmup: int, cmax: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = GeneratorPretrainConfig(
-        device="cpu", batch_size=batch, n_mlp=2, channel_max=cmax, iterations=iters
+    cfg = GeneratorPretrainConfig.from_params(
+        PARAMS, device="cpu", batch_size=batch, n_mlp=2, channel_max=cmax, iterations=iters
     )
     state = _build_gan(cfg, torch.device("cpu"))
     real = torch.rand(batch, 3, cfg.size, cfg.size) * 2 - 1

@@ -32,7 +32,10 @@ from sketchgan.checkpoints import load_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator, train_evaluator
 from sketchgan.evaluation.zoo_quality import generator_quality
+from sketchgan.runtime import load_params
 from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def main() -> None:
@@ -77,8 +80,13 @@ def main() -> None:
             continue
         if a.deadline and time.time() > a.deadline:
             break
-        cfg = GeneratorPretrainConfig(
-            device="cpu", iterations=it, sample_every=0, checkpoint_every=250, **settings["over"]
+        cfg = GeneratorPretrainConfig.from_params(
+            PARAMS,
+            device="cpu",
+            iterations=it,
+            sample_every=0,
+            checkpoint_every=250,
+            **settings["over"],
         )
         t0 = time.time()
         result = train_generator(x, cfg, a.out)

@@ -90,15 +90,8 @@ def _size(params: dict[str, Any]) -> int:
     return int(section(params, "prepare").get("size"))
 
 
-def _with_run_settings(cfg: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    return {**cfg, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
-
-
 def _train_generator(params: dict[str, Any], root: Path) -> dict[str, Any]:
-    size = section(params, "prepare").get("size")
-    cfg = GeneratorPretrainConfig.from_dict(
-        {**_with_run_settings(section(params, "pretrain"), params), "size": size}
-    )
+    cfg = GeneratorPretrainConfig.from_params(params)
     images = load_image_folder(root / "data/pretrain/images", "RGB")
     with TrainingProgress(cfg.iterations, "pretrain generator") as bar:
         info = train_generator(images, cfg, root / WORK, log_fn=_logger(bar))
@@ -108,7 +101,7 @@ def _train_generator(params: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def _train_sketch_net(params: dict[str, Any], root: Path) -> dict[str, Any]:
-    cfg = SketchNetConfig.from_dict(_with_run_settings(section(params, "pretrain_sketch"), params))
+    cfg = SketchNetConfig.from_params(params)
     images = load_image_folder(root / "data/pretrain/images", "RGB")
     contours = load_image_folder(root / "data/pretrain/contours", "L")
     with TrainingProgress(cfg.iterations, "pretrain sketch net") as bar:

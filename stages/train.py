@@ -27,7 +27,7 @@ from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import atomic_dir, load_image_folder, sha256_file, write_json, write_text
 from sketchgan.pipeline import device_of, tracked_stage, user_sketch_dir
 from sketchgan.progress import TrainingProgress
-from sketchgan.runtime import load_params, repo_root, section
+from sketchgan.runtime import load_params, repo_root
 from sketchgan.training.finetune import FinetuneConfig, finetune
 from sketchgan.training.state import tensor_fingerprint
 
@@ -43,20 +43,16 @@ LENGTH_FIELDS = ("iters", "checkpoint_every", "sample_every", "eval_every", "log
 def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
     """``fresh``: discard the resumable state of this run's settings and start over."""
     root = repo_root()
-    raw = dict(section(params, "train"))
-    eval_samples = _eval_samples(raw.pop("eval_samples", None))
-    cfg = FinetuneConfig.from_dict(
-        {**raw, "seed": int(params.get("seed", 0)), "device": str(params.get("device", "auto"))}
-    )
+    cfg = FinetuneConfig.from_params(params)
     with tracked_stage("train", params, ("train",)) as summary:
         sketches = load_image_folder(root / user_sketch_dir(params), "L")
         reg = load_image_folder(root / "data/image_reg/images", "RGB") if cfg.l_image > 0 else None
-        run_dir = root / RUNS / _run_key(cfg, root, sketches, reg, params, eval_samples)
+        run_dir = root / RUNS / _run_key(cfg, root, sketches, reg, params)
         if fresh:
             _discard_state(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         tracking.link_resumed_run(run_dir / "mlflow_run_id")  # a killed run is marked KILLED
-        eval_fn = _fid_eval_fn(params, root, eval_samples, run_dir) if cfg.eval_every else None
+        eval_fn = _fid_eval_fn(params, root, cfg.eval_samples, run_dir) if cfg.eval_every else None
         with TrainingProgress(cfg.iters, "train") as bar:
 
             def log(step: int, metrics: dict[str, float]) -> None:
@@ -150,12 +146,6 @@ def _noting(eval_fn, bar: TrainingProgress):
     return noted
 
 
-def _eval_samples(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SketchganError(f"params: 'train.eval_samples' must be an integer >= 1, got {value!r}")
-    return value
-
-
 def _discard_state(run_dir: Path) -> None:
     """``--fresh``: the resumable state goes; the published outputs stay until replaced."""
     if run_dir.is_dir():
@@ -183,14 +173,14 @@ def _run_key(
     sketches: torch.Tensor,
     reg: Any,
     params: dict[str, Any],
-    eval_samples: int,
 ) -> str:
     """Hash of every setting and input that changes the run's result (not its length):
     the training settings, the networks, the sketches and images, and what picks the best
     checkpoint (eval_samples, the FID features and the eval set)."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
-    if cfg.eval_every:
-        settings["eval_samples"] = eval_samples
+    if not cfg.eval_every:
+        del settings["eval_samples"]  # no evaluation: it cannot change the run
+    else:
         settings["features"] = EvaluateSection.from_params(params).features
     inputs = [
         sha256_file(root / PRETRAINED / "generator.pt"),

@@ -12,10 +12,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def repo_params() -> dict:
+    """The project's params.yaml: the only place a setting has its default."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
 def tiny_params() -> dict:
     """params.yaml scaled down to 16 px and a handful of iterations per stage."""
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p = copy.deepcopy(p)
+    p = copy.deepcopy(repo_params())
     p["device"] = "cpu"
     p["checkpoints"].update(source="train")  # pretrain it yourself, tiny (the zoo is 32 px)
     p["prepare"].update(size=16, n_pretrain=200, n_image_reg=40, n_eval=60, n_sketches=4)

@@ -12,6 +12,12 @@ import yaml
 
 from sketchgan.config import SECTIONS, EvaluateSection, SampleSection, VisualiseSection
 from sketchgan.errors import SketchganError
+from sketchgan.studio.core import StudioSettings
+from sketchgan.training.finetune import FinetuneConfig
+from sketchgan.training.pretrain import GeneratorPretrainConfig, SketchNetConfig
+
+# the trainers' sections: the same strict reader, declared next to the code that uses them
+TRAINER_SECTIONS = (FinetuneConfig, GeneratorPretrainConfig, SketchNetConfig, StudioSettings)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAM_FILES = [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("paper_*.yaml"))]
@@ -20,9 +26,31 @@ PARAM_FILES = [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("paper_*.ya
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_every_section_loads_from_the_shipped_parameter_files(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
-    for section in SECTIONS:
+    for section in SECTIONS + TRAINER_SECTIONS:
         loaded = section.from_params(params)
-        assert set(vars(loaded)) == set(params[section.NAME]), section.NAME
+        extra = {"size"} if section is GeneratorPretrainConfig else set()  # from prepare.size
+        expected = set(params[section.NAME]) | set(section.RUN_SETTINGS) | extra
+        assert set(vars(loaded)) == expected, section.NAME
+    assert GeneratorPretrainConfig.from_params(params).size == params["prepare"]["size"]
+    assert FinetuneConfig.from_params(params).seed == params["seed"]
+
+
+def test_a_trainer_config_built_in_code_is_checked_like_one_read_from_params() -> None:
+    cfg = FinetuneConfig.from_params(_params())
+    with pytest.raises(SketchganError, match=re.escape("'train.batch' must be <= 4 or a multiple")):
+        cfg.replace(batch=6)
+    with pytest.raises(SketchganError, match=re.escape("'train.lr' must be > 0")):
+        cfg.replace(lr=0.0)
+    with pytest.raises(SketchganError, match=re.escape("'train.mixing' must be <= 1")):
+        cfg.replace(mixing=1.5)
+    with pytest.raises(SketchganError, match=re.escape("'train.r1' must be finite")):
+        cfg.replace(r1=float("inf"))
+    with pytest.raises(SketchganError, match=re.escape("'train.tune' must be 'mapping'")):
+        cfg.replace(tune="encoder")
+    with pytest.raises(SketchganError, match=re.escape("'seed' is missing")):
+        FinetuneConfig.from_params({k: v for k, v in _params().items() if k != "seed"})
+    assert FinetuneConfig.from_params(_params(), r1=10).r1 == 10.0  # YAML's 10 for 10.0
+    assert isinstance(FinetuneConfig.from_params(_params(), r1=10).r1, float)
 
 
 def _params() -> dict:

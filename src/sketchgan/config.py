@@ -3,13 +3,14 @@
 ``params.yaml`` is the only place a setting has a value: these classes have no defaults, so a
 missing field, an unknown one (a typo) or a value of the wrong type is one line naming
 ``section.field`` before a stage starts, instead of a silent second default in the code. The
-trainers' own sections (``pretrain``, ``pretrain_sketch``, ``train``, ``studio``) are read the same
-way by their config classes next to the code that uses them.
+trainers' sections (``pretrain``, ``pretrain_sketch``, ``train``, ``studio``) are subclasses of
+the same ``Section``, declared next to the code that uses them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -51,39 +52,105 @@ def _expected(kind: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """One section of params.yaml; subclasses name it in ``NAME`` and bound numbers in
-    ``MINIMUM`` (field -> smallest allowed value)."""
+    """One section of params.yaml; a subclass names it in ``NAME``.
+
+    Bounds are declared, not coded: ``MINIMUM`` (field -> smallest allowed value), ``ABOVE``
+    (field -> exclusive lower bound), ``MAXIMUM``; cross-field rules go in ``check``.
+    ``RUN_SETTINGS`` are fields a trainer takes from the top level of params.yaml (``seed``,
+    ``device``), so one value drives every stage. Values are checked however the object is
+    built (from params or by a caller), and every error is one line naming ``section.field``.
+    """
 
     NAME: ClassVar[str] = ""
     MINIMUM: ClassVar[Mapping[str, float]] = {}
+    ABOVE: ClassVar[Mapping[str, float]] = {}
+    MAXIMUM: ClassVar[Mapping[str, float]] = {}
+    RUN_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            self._check_value(field.name, getattr(self, field.name), hints[field.name])
+        self.check()
+
+    def _check_value(self, name: str, value: Any, kind: Any) -> None:
+        if not _matches(value, kind):
+            raise self.fail(name, f"must be {_expected(kind)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(name, f"must be finite, got {value!r}")
+        if value is None or isinstance(value, bool | str):
+            return
+        low, above, high = self.MINIMUM.get(name), self.ABOVE.get(name), self.MAXIMUM.get(name)
+        if low is not None and value < low:
+            raise self.fail(name, f"must be >= {low}, got {value!r}")
+        if above is not None and value <= above:
+            raise self.fail(name, f"must be > {above}, got {value!r}")
+        if high is not None and value > high:
+            raise self.fail(name, f"must be <= {high}, got {value!r}")
+
+    def check(self) -> None:
+        """Rules that involve more than one field or more than a type and a bound."""
 
     @classmethod
-    def from_params(cls: type[S], params: Mapping[str, Any]) -> S:
+    def fail(cls, name: str, message: str) -> SketchganError:
+        return SketchganError(f"params: '{cls.NAME}.{name}' {message}")
+
+    @classmethod
+    def from_dict(cls: type[S], raw: Mapping[str, Any], **overrides: Any) -> S:
+        """Build from a section's mapping (+ ``overrides``); a missing or unknown field (a
+        typo) is an error: params.yaml holds every setting."""
+        if not isinstance(raw, Mapping):
+            raise SketchganError(f"params: section '{cls.NAME}' is missing or not a mapping")
+        raw = {**raw, **overrides}
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(names), key=str)
+        if unknown:
+            raise cls.fail(str(unknown[0]), f"is not a setting (known: {', '.join(names)})")
+        missing = [name for name in names if name not in raw]
+        if missing:
+            raise cls.fail(missing[0], "is missing (params.yaml holds every setting)")
+        values = {name: _as_declared(raw[name], hints[name]) for name in names}
+        return cls(**values)
+
+    @classmethod
+    def from_params(cls: type[S], params: Mapping[str, Any], **overrides: Any) -> S:
+        """The section ``NAME`` of a params.yaml dict, with its ``RUN_SETTINGS`` from the top
+        level; ``overrides`` replace fields (a caller's deliberate change, e.g. a test's)."""
         raw = params.get(cls.NAME)
         if not isinstance(raw, Mapping):
             raise SketchganError(f"params: section '{cls.NAME}' is missing or not a mapping")
-        hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(raw) - set(names))
-        if unknown:
-            raise SketchganError(
-                f"params: '{cls.NAME}.{unknown[0]}' is not a setting (known: {', '.join(names)})"
-            )
-        values = {}
-        for name in names:
-            where = f"{cls.NAME}.{name}"
-            if name not in raw:
-                raise SketchganError(
-                    f"params: '{where}' is missing (params.yaml holds every setting)"
-                )
-            value, kind = raw[name], hints[name]
-            if not _matches(value, kind):
-                raise SketchganError(f"params: '{where}' must be {_expected(kind)}, got {value!r}")
-            low = cls.MINIMUM.get(name)
-            if low is not None and value is not None and value < low:
-                raise SketchganError(f"params: '{where}' must be >= {low}, got {value!r}")
-            values[name] = float(value) if kind is float else value
-        return cls(**values)
+        for name in cls.RUN_SETTINGS:
+            if name not in params:
+                raise SketchganError(f"params: '{name}' is missing (params.yaml holds it)")
+        run = {name: params[name] for name in cls.RUN_SETTINGS}
+        return cls.from_dict({**raw, **run}, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with some fields changed, checked like a new one."""
+        return dataclasses.replace(self, **changes)
+
+
+def check_device(section: Section, name: str) -> None:
+    """auto | cpu | cuda | cuda:N (what ``runtime.pick_device`` understands)."""
+    value = getattr(section, name)
+    if not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
+        raise section.fail(name, f"must be auto, cpu or cuda[:N], got {value!r}")
+
+
+def _as_declared(value: Any, kind: Any) -> Any:
+    """YAML writes 10 for 10.0: an int where a float is declared becomes that float."""
+    floats = kind is float or (
+        typing.get_origin(kind) in (typing.Union, types.UnionType)
+        and float in typing.get_args(kind)
+        and int not in typing.get_args(kind)
+    )
+    if floats and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

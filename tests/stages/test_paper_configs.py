@@ -33,9 +33,7 @@ def test_paper_config_is_valid(path):
     params = yaml.safe_load(path.read_text())
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(params) == set(default), "a paper config must define every section"
-    cfg = FinetuneConfig.from_dict(
-        {k: v for k, v in params["train"].items() if k != "eval_samples"}
-    )
+    cfg = FinetuneConfig.from_params(params)
     assert cfg.iters == 75_001 and cfg.batch == 4 and cfg.tune == "mapping"  # spec defaults
     assert cfg.l_image == 0.7 and cfg.lr == 0.002
     g = known_checkpoint(params["checkpoints"]["generator"])

@@ -143,7 +143,7 @@ def test_settings_are_read_from_params_and_validated():
     assert core.StudioSettings.from_params(p).iters == 4
     bad = copy.deepcopy(p)
     bad["studio"]["itres"] = 3
-    with pytest.raises(SketchganError, match="'studio.itres' is not a known field"):
+    with pytest.raises(SketchganError, match="'studio.itres' is not a setting"):
         core.StudioSettings.from_params(bad)
     bad = copy.deepcopy(p)
     del bad["studio"]["port"]

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, repo_params
 
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_image_folder
 from sketchgan.models.photosketch import ResnetGenerator
 from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.training import ddp
+from sketchgan.training.finetune import FinetuneConfig
 
 ARCH = dict(size=16, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=16)
 PS_CFG = dict(input_nc=3, output_nc=1, ngf=4, n_blocks=1)
@@ -42,10 +44,12 @@ def _torchrun(files, out, iters):
         eval_every=0,
         log_every=1,
         n_sample=2,
-        device="cpu",
     )
+    params = repo_params()
+    params["train"].update(cfg)
+    params["device"] = "cpu"
     cfg_path = out.parent / f"{out.name}.json"
-    cfg_path.write_text(json.dumps({"train": cfg}))
+    cfg_path.write_text(json.dumps(params))
     cmd = [
         sys.executable,
         "-m",
@@ -99,7 +103,13 @@ def test_image_argument_loading(files, tmp_path):
     assert ddp.load_images_arg(files / "reg.pt", "RGB", 16).shape == (4, 3, 16, 16)
     with pytest.raises(SketchganError, match="nope"):
         ddp.load_images_arg(tmp_path / "nope", "L", 16)
+    assert ddp.load_config_arg(ROOT / "params.yaml") == FinetuneConfig.from_params(repo_params())
+    params = repo_params()
+    params["train"]["lr"] = -1
     bad = tmp_path / "cfg.json"
-    bad.write_text(json.dumps({"train": {"lr": -1}}))
-    with pytest.raises(SketchganError, match=r"'train\.lr'"):
+    bad.write_text(json.dumps(params))
+    with pytest.raises(SketchganError, match=r"'train\.lr' must be > 0"):
+        ddp.load_config_arg(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(SketchganError, match="cfg.json: expected a mapping"):
         ddp.load_config_arg(bad)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import repo_params
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.errors import SketchganError
@@ -52,7 +53,7 @@ def _cfg(**kw):
         device="cpu",
     )
     base.update(kw)
-    return ft.FinetuneConfig(**base)
+    return ft.FinetuneConfig.from_params(repo_params(), **base)
 
 
 def _run(inputs, out, cfg, **kw):
@@ -99,13 +100,19 @@ def _load(path: Path):
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(SketchganError, match=rf"'train\.{field}'"):
-        ft.FinetuneConfig(**{field: value})
+        _cfg(**{field: value})
 
 
-def test_config_from_dict_rejects_unknown_keys():
-    assert ft.FinetuneConfig.from_dict({"lr": 0.001}).lr == 0.001
-    with pytest.raises(SketchganError, match=r"'train\.learning_rate'"):
-        ft.FinetuneConfig.from_dict({"learning_rate": 0.001})
+def test_config_comes_from_params_yaml_only():
+    params = repo_params()
+    cfg = ft.FinetuneConfig.from_params(params)
+    assert cfg.to_dict() == {**params["train"], "seed": params["seed"], "device": params["device"]}
+    assert ft.FinetuneConfig.from_params(params, lr=0.001).lr == 0.001
+    with pytest.raises(SketchganError, match=r"'train\.learning_rate' is not a setting"):
+        ft.FinetuneConfig.from_params(params, learning_rate=0.001)
+    del params["train"]["lr"]
+    with pytest.raises(SketchganError, match=r"'train\.lr' is missing"):
+        ft.FinetuneConfig.from_params(params)
 
 
 def test_bad_inputs_are_one_line_errors(inputs, tmp_path):
@@ -151,7 +158,7 @@ def test_g_lr_sets_only_the_generator_optimiser(inputs, tmp_path):
     assert groups["d_optim"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 2 / 3)
     assert res.steps == 1
     with pytest.raises(SketchganError, match=r"'train\.g_lr'"):
-        ft.FinetuneConfig(g_lr=0)
+        _cfg(g_lr=0)
 
 
 def test_w_shift_mode_learns_only_the_shift(inputs, tmp_path):

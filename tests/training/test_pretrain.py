@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import repo_params
 from torch import nn
 
 from sketchgan.errors import SketchganError
@@ -70,7 +71,11 @@ def _tiny_cfg(**overrides) -> GeneratorPretrainConfig:
         device="cpu",
     )
     base.update(overrides)
-    return GeneratorPretrainConfig(**base)
+    return GeneratorPretrainConfig.from_params(repo_params(), **base)
+
+
+def _sketch_cfg(**overrides) -> SketchNetConfig:
+    return SketchNetConfig.from_params(repo_params(), **overrides)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -109,18 +114,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, torc
 )
 def test_generator_config_errors_name_the_field(field: str, value: object) -> None:
     with pytest.raises(SketchganError, match=rf"'pretrain\.{field}'"):
-        GeneratorPretrainConfig(**{field: value})
+        _tiny_cfg(**{field: value})
 
 
 def test_config_from_dict_rejects_unknown_keys_and_accepts_ints_for_floats() -> None:
     with pytest.raises(SketchganError, match=r"'pretrain\.learning_rate'"):
-        GeneratorPretrainConfig.from_dict({"learning_rate": 0.1})
-    cfg = GeneratorPretrainConfig.from_dict({"r1_gamma": 1, "iterations": 7})
+        GeneratorPretrainConfig.from_params(repo_params(), learning_rate=0.1)
+    cfg = GeneratorPretrainConfig.from_params(repo_params(), r1_gamma=1, iterations=7)
     assert cfg.r1_gamma == 1 and cfg.iterations == 7
     assert cfg.model_config() == {
         "size": 32,
         "style_dim": cfg.style_dim,
-        "n_mlp": 8,
+        "n_mlp": repo_params()["pretrain"]["n_mlp"],
         "channel_multiplier": 2,
         "channel_max": cfg.channel_max,
     }
@@ -128,11 +133,11 @@ def test_config_from_dict_rejects_unknown_keys_and_accepts_ints_for_floats() -> 
 
 def test_sketch_config_errors_name_the_field() -> None:
     with pytest.raises(SketchganError, match=r"'pretrain_sketch\.ngf'"):
-        SketchNetConfig(ngf=0)
+        _sketch_cfg(ngf=0)
     with pytest.raises(SketchganError, match=r"'pretrain_sketch\.batch_size'"):
-        SketchNetConfig(batch_size=1)
+        _sketch_cfg(batch_size=1)
     with pytest.raises(SketchganError, match=r"'pretrain_sketch\.typo'"):
-        SketchNetConfig.from_dict({"typo": 1})
+        _sketch_cfg(typo=1)
 
 
 def test_images_of_the_wrong_size_are_rejected(tmp_path: Path) -> None:
@@ -276,7 +281,7 @@ def _train_mode_l1(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def test_sketch_net_overfits_a_tiny_set(tmp_path: Path) -> None:
     images, contours = _shapes(8, size=16, seed=1)
-    cfg = SketchNetConfig(
+    cfg = _sketch_cfg(
         ngf=4, n_blocks=2, iterations=60, lr=0.005, n_val=0, input_noise=0.0, device="cpu"
     )
     summary = train_sketch_net(images, contours, cfg, tmp_path)
@@ -294,7 +299,7 @@ def test_sketch_net_overfits_a_tiny_set(tmp_path: Path) -> None:
 def test_sketch_net_accepts_uint8_contours_and_rejects_mismatch(tmp_path: Path) -> None:
     images, contours = _shapes(8, size=16)
     as_uint8 = ((contours[:, 0] + 1) * 127.5).round().to(torch.uint8)
-    cfg = SketchNetConfig(ngf=4, n_blocks=1, iterations=2, n_val=4, device="cpu")
+    cfg = _sketch_cfg(ngf=4, n_blocks=1, iterations=2, n_val=4, device="cpu")
     summary = train_sketch_net(images, as_uint8, cfg, tmp_path)
     assert summary["n_val"] == 4 and math.isfinite(summary["val_l1_after"])
     with pytest.raises(SketchganError, match="contours"):
@@ -309,9 +314,7 @@ def test_log_fn_gets_step_and_finite_metrics(tmp_path: Path) -> None:
     assert [s for s, _ in calls] == [1, 2]
     assert all("g_loss" in m and all(math.isfinite(v) for v in m.values()) for _, m in calls)
     calls.clear()
-    sketch_cfg = SketchNetConfig(
-        ngf=4, n_blocks=1, iterations=2, log_every=1, n_val=4, device="cpu"
-    )
+    sketch_cfg = _sketch_cfg(ngf=4, n_blocks=1, iterations=2, log_every=1, n_val=4, device="cpu")
     train_sketch_net(
         images, contours, sketch_cfg, tmp_path / "s", log_fn=lambda s, m: calls.append((s, m))
     )

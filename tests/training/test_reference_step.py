@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_fixtures
+from conftest import repo_params, shared_fixtures
 
 from sketchgan.models import stylegan2
 from sketchgan.models.stylegan2 import channel_table
@@ -100,7 +100,8 @@ def _trainer(fx: dict, root: Path) -> ft._Trainer:
     }
     torch.save({"state": fx["photosketch_init"], "config": ps_cfg}, ppath)
     tune = {"style": "mapping", "w_shift": "w_shift"}[c["optim_param_g"]]
-    cfg = ft.FinetuneConfig(
+    cfg = ft.FinetuneConfig.from_params(
+        repo_params(),
         iters=int(c.get("n_iter", 2)),
         batch=int(c["batch"]),
         lr=float(c["lr"]),
@@ -117,7 +118,6 @@ def _trainer(fx: dict, root: Path) -> ft._Trainer:
         n_sample=1,
         device="cpu",
         amp="off",
-        handle_signals=False,
     )
     sketches = fx["real_sketch"].reshape(-1, 1, size, size)
     images = fx["real_image"].reshape(-1, 3, size, size)

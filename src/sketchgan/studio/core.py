@@ -17,9 +17,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 
 from sketchgan import tracking
 from sketchgan.checkpoints import known_checkpoints, load_finetuned_generator, resolve_checkpoint
+from sketchgan.config import Section
 from sketchgan.data.sketch_import import convert_sketch
 from sketchgan.data.strokes import hand_drawn_sketches
 from sketchgan.data.world import TargetSpec, render_scenes, sample_attributes
@@ -52,14 +53,30 @@ REG_IMAGES = Path("data/image_reg/images")
 
 
 @dataclass(frozen=True)
-class StudioSettings:
+class StudioSettings(Section):
     """The ``studio`` section of params.yaml (every field is documented there)."""
+
+    NAME: ClassVar[str] = "studio"
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "iters": 1,
+        "l_image": 0,
+        "sample_every": 1,
+        "log_every": 1,
+        "n_reg_images": 1,
+        "grid_seeds": 1,
+        "ganspace_samples": 2,
+        "ganspace_components": 1,
+        "port": 1,
+        "threads": 1,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"g_lr": 0}
+    MAXIMUM: ClassVar[Mapping[str, float]] = {"port": 65535}
 
     iters: int
     g_lr: float | None
     l_image: float
     augment: bool
-    tune: str
+    tune: Literal["mapping", "w_shift", "full"]
     sample_every: int
     log_every: int
     n_reg_images: int
@@ -69,34 +86,6 @@ class StudioSettings:
     port: int
     out_dir: str
     threads: int
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> StudioSettings:
-        section = params.get("studio")
-        if not isinstance(section, Mapping):
-            raise SketchganError("params: 'studio' section is missing")
-        known = {f.name for f in fields(cls)}
-        for key in section:
-            if key not in known:
-                raise SketchganError(f"params: 'studio.{key}' is not a known field")
-        missing = sorted(known - set(section))
-        if missing:
-            raise SketchganError(f"params: 'studio.{missing[0]}' is missing")
-        out = cls(**dict(section))
-        for name in (
-            "iters",
-            "sample_every",
-            "log_every",
-            "grid_seeds",
-            "ganspace_samples",
-            "threads",
-        ):
-            value = getattr(out, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SketchganError(f"params: 'studio.{name}' must be an integer >= 1")
-        if out.tune not in ("mapping", "w_shift", "full"):
-            raise SketchganError("params: 'studio.tune' must be mapping, w_shift or full")
-        return out
 
 
 @dataclass(frozen=True)
@@ -410,10 +399,9 @@ class Customiser:
     # -- one job --------------------------------------------------------------------------
 
     def _config(self, job: Job) -> FinetuneConfig:
-        train = dict(self.params["train"])
-        train.pop("eval_samples", None)
         s, st = job.settings, self.settings
-        train.update(
+        return FinetuneConfig.from_params(
+            self.params,
             iters=int(s.iters),
             l_image=float(s.l_image),
             augment="translation" if s.augment else False,
@@ -424,11 +412,7 @@ class Customiser:
             checkpoint_every=st.sample_every,
             eval_every=0,
             n_sample=min(8, st.grid_seeds),
-            seed=int(self.params.get("seed", 0)),
-            device=str(self.params.get("device", "auto")),
-            handle_signals=False,
         )
-        return FinetuneConfig.from_dict(train)
 
     def _reg_images(self) -> torch.Tensor:
         """The pipeline's image_reg set when ``prepare`` has made it (real photos with the
@@ -566,6 +550,7 @@ def _customise_child(payload: dict[str, Any], messages: Any, stop: Any) -> None:
                 out_dir,
                 log_fn=log,
                 stop_fn=should_stop,
+                handle_signals=False,  # a spawned worker: the studio owns the signals
             )
             log(result.steps, result.metrics)  # the final grid is written after the last log
             tuned = load_finetuned_generator(result.last_path)

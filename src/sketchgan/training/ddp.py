@@ -9,7 +9,7 @@ so a resumed run with the same number of processes continues exactly.
 
 Entry point::
 
-    torchrun --nproc_per_node 2 -m sketchgan.training.ddp --config train.json \\
+    torchrun --nproc_per_node 2 -m sketchgan.training.ddp --config params.yaml \\
         --generator models/pretrained/generator.pt --photosketch models/pretrained/photosketch.pt \\
         --sketches data/sketches/images --reg-images data/image_reg/images --out outputs/train
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import Tensor, nn
 
 from sketchgan.checkpoints import load_checkpoint, load_torch_file
@@ -122,7 +123,7 @@ def run_distributed(
     use_cuda = config.device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
-        config = FinetuneConfig(**{**config.to_dict(), "device": f"cuda:{local_rank}"})
+        config = config.replace(device=f"cuda:{local_rank}")
     if world > 1 and not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", "29500")
@@ -169,14 +170,17 @@ def load_images_arg(path: str | Path, mode: str, size: int) -> Tensor:
 
 
 def load_config_arg(path: str | Path) -> FinetuneConfig:
-    """A JSON file holding the ``train`` section (or a whole params dict with one)."""
+    """A params file (YAML or JSON: params.yaml itself), or the ``train`` section with ``seed``
+    and ``device`` in it (what ``FinetuneConfig.to_dict`` writes)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SketchganError(f"{path}: not a readable JSON config") from exc
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SketchganError(f"{path}: not a readable YAML/JSON config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SketchganError(f"{path}: expected a mapping (params or the train section)")
     if isinstance(data, dict) and isinstance(data.get("train"), dict):
-        data = data["train"]
+        return FinetuneConfig.from_params(data)
     return FinetuneConfig.from_dict(data)
 
 
@@ -189,7 +193,7 @@ def _generator_size(path: str | Path) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sketchgan.training.ddp", description=__doc__)
-    p.add_argument("--config", required=True, help="JSON with the train section")
+    p.add_argument("--config", required=True, help="params.yaml (or JSON of it; the train section)")
     p.add_argument("--generator", required=True, help="pretrained generator.pt")
     p.add_argument("--photosketch", required=True, help="photosketch.pt")
     p.add_argument("--sketches", required=True, help="sketch folder or .pt tensor (N,1,S,S)")

@@ -20,15 +20,17 @@ import csv
 import io as _io
 import math
 import time
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from sketchgan.checkpoints import load_checkpoint, load_sketch_net
+from sketchgan.config import Section, check_device
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_grid, save_torch, sha256_file, write_text
 from sketchgan.models.photosketch import to3ch
@@ -44,9 +46,6 @@ LAST_FILE = "generator_last.pt"
 BEST_FILE = "generator_best.pt"
 LOSSES_FILE = "losses.csv"
 SAMPLES_DIR = "samples"
-TUNE_MODES = ("mapping", "w_shift", "full")
-SKETCH_D_INITS = ("pretrained", "random")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 RANK_SEED_STRIDE = 10_000
 METRIC_NAMES = (
     "d_sketch_real",
@@ -79,7 +78,6 @@ RESUME_FREE_FIELDS = (
     "n_sample",
     "device",
     "amp",
-    "handle_signals",
 )
 
 
@@ -89,123 +87,78 @@ RESUME_FREE_FIELDS = (
 
 
 def _fail(name: str, message: str) -> SketchganError:
-    return SketchganError(f"params: '{SECTION}.{name}' {message}")
+    return FinetuneConfig.fail(name, message)
 
 
-def _check_int(cfg: Any, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"must be an integer, got {value!r}")
-    if value < minimum:
-        raise _fail(name, f"must be >= {minimum}, got {value!r}")
+@dataclass(frozen=True)
+class FinetuneConfig(Section):
+    """The ``train`` section of params.yaml (every field is documented there; the paper's
+    values are in method_spec.md "Optimisation defaults"), plus the run's ``seed``/``device``.
 
-
-def _check_float(
-    cfg: Any, name: str, minimum: float, maximum: float = math.inf, strict: bool = False
-) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _fail(name, f"must be a finite number, got {value!r}")
-    if value < minimum or (strict and value == minimum) or value > maximum:
-        bound = f"{'>' if strict else '>='} {minimum}" + (
-            f" and <= {maximum}" if maximum != math.inf else ""
-        )
-        raise _fail(name, f"must be {bound}, got {value!r}")
-
-
-def _check_choice(cfg: Any, name: str, choices: tuple) -> None:
-    value = getattr(cfg, name)
-    if value not in choices:
-        raise _fail(name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
-
-
-@dataclass
-class FinetuneConfig:
-    """Every knob of the fine-tuning; defaults are the paper's (spec "Optimisation defaults").
-
-    ``iters``/``checkpoint_every``/``sample_every``/``eval_every``/``log_every`` count
-    iterations; 0 disables the periodic action (the final state is always written).
-    ``batch`` is per process (DDP multiplies it by the world size).
+    The interval fields count iterations; 0 disables the periodic action (the final state is
+    always written). ``batch`` is per process (DDP multiplies it by the world size).
+    ``eval_samples`` is read by the caller's ``eval_fn``; it is here so that one object holds
+    the section.
     """
 
-    iters: int = 75_001
-    batch: int = 4
-    lr: float = 0.002
-    # G's lr when it must differ from the discriminators' (null = lr, as in the paper): the
-    # mapping tensors carry an lr multiplier of 0.01, so at a fraction of the paper's iterations
-    # they travel that fraction of the paper's distance (reports/bench_mapping_budget.md)
-    g_lr: float | None = None
-    l_image: float = 0.7  # image-D adversarial weight; 0 drops the image D entirely
-    l_weight: float = 0.0  # L1 pull of the tuned tensors towards the pretrained values
-    r1: float = 10.0
-    d_reg_every: int = 16
-    augment: str | bool = "translation"  # DiffAugment policy for the sketch D; False = none
-    tune: str = "mapping"  # "mapping" (names with "style") | "w_shift" | "full"
-    sketch_d_init: str = "pretrained"  # or "random"
-    mixing: float = 0.9  # style-mixing probability
-    sketch_scale: int = 0  # PhotoSketch runs at size/scale; 0 = auto (4 at >= 1024 px, else 1)
-    checkpoint_every: int = 2_500
-    sample_every: int = 2_500
-    eval_every: int = 5_000
-    log_every: int = 100  # also the interval of NaN checks and (under DDP) of stop requests
-    n_sample: int = 16
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"  # auto (bf16 where supported) | off | bf16 | fp16; CUDA only
-    handle_signals: bool = True  # SIGTERM/Ctrl-C -> checkpoint, then stop
+    NAME: ClassVar[str] = "train"
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "iters": 1,
+        "batch": 1,
+        "l_image": 0,
+        "l_weight": 0,
+        "r1": 0,
+        "d_reg_every": 1,
+        "mixing": 0,
+        "sketch_scale": 0,
+        "checkpoint_every": 0,
+        "sample_every": 0,
+        "eval_every": 0,
+        "eval_samples": 2,
+        "log_every": 1,
+        "n_sample": 1,
+        "seed": 0,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"lr": 0, "g_lr": 0}
+    MAXIMUM: ClassVar[Mapping[str, float]] = {"mixing": 1}
+    RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device")
 
-    def __post_init__(self) -> None:
-        self.validate()
+    iters: int
+    batch: int
+    lr: float
+    g_lr: float | None
+    l_image: float
+    l_weight: float
+    r1: float
+    d_reg_every: int
+    augment: str | bool
+    tune: Literal["mapping", "w_shift", "full"]
+    sketch_d_init: Literal["pretrained", "random"]
+    mixing: float
+    sketch_scale: int
+    checkpoint_every: int
+    sample_every: int
+    eval_every: int
+    eval_samples: int
+    log_every: int
+    n_sample: int
+    amp: Literal["auto", "off", "bf16", "fp16"]
+    seed: int
+    device: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FinetuneConfig:
-        """Build from the ``train`` section; unknown keys are typos and rejected by name."""
-        if not isinstance(data, Mapping):
-            raise SketchganError(f"params: '{SECTION}' must be a mapping")
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise _fail(str(key), f"is not a known field (known: {', '.join(sorted(known))})")
-        return cls(**dict(data))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def validate(self) -> None:
-        """Reject values that would crash deep inside the loop or silently do nothing."""
-        _check_int(self, "iters", 1)
-        _check_int(self, "batch", 1)
+    def check(self) -> None:
         if self.batch > 4 and self.batch % 4:
             # The discriminator's minibatch-stddev layer splits the batch into groups of 4.
             raise _fail("batch", f"must be <= 4 or a multiple of 4, got {self.batch}")
-        _check_float(self, "lr", 0.0, strict=True)
-        if self.g_lr is not None:
-            _check_float(self, "g_lr", 0.0, strict=True)
-        _check_float(self, "l_image", 0.0)
-        _check_float(self, "l_weight", 0.0)
-        _check_float(self, "r1", 0.0)
-        _check_int(self, "d_reg_every", 1)
         augment.parse_policy(self.augment, f"{SECTION}.augment")
-        _check_choice(self, "tune", TUNE_MODES)
-        _check_choice(self, "sketch_d_init", SKETCH_D_INITS)
-        _check_float(self, "mixing", 0.0, 1.0)
-        _check_int(self, "sketch_scale", 0)
         if self.sketch_scale & (self.sketch_scale - 1):
             raise _fail(
                 "sketch_scale", f"must be 0 (auto) or a power of two, got {self.sketch_scale}"
             )
-        for name in ("checkpoint_every", "sample_every", "eval_every"):
-            _check_int(self, name, 0)
-        _check_int(self, "log_every", 1)
-        _check_int(self, "n_sample", 1)
-        _check_int(self, "seed", 0)
-        if not isinstance(self.device, str) or not (
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
-        ):
-            raise _fail("device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check_choice(self, "amp", AMP_MODES)
-        if not isinstance(self.handle_signals, bool):
-            raise _fail("handle_signals", f"must be true or false, got {self.handle_signals!r}")
+        check_device(self, "device")
+
+
+TUNE_MODES = typing.get_args(typing.get_type_hints(FinetuneConfig)["tune"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -898,9 +851,11 @@ class _Run:
         log_fn: LogFn | None,
         eval_fn: EvalFn | None,
         stop_fn: Callable[[], bool] | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.t = trainer
         self.stop_fn = stop_fn
+        self.handle_signals = handle_signals
         self.stopped = False
         self.cfg = trainer.cfg
         self.out_dir = out_dir
@@ -1046,7 +1001,7 @@ class _Run:
         self._replay_rows()
         start_step, t0 = self.step, time.perf_counter()
         alone = t.parallel.world_size == 1
-        with state.StopRequest(cfg.handle_signals) as stop:
+        with state.StopRequest(self.handle_signals) as stop:
             while self.step < cfg.iters:
                 if self.stop_fn is not None and self.stop_fn():
                     self._stop_early(t0)
@@ -1141,6 +1096,7 @@ def finetune(
     *,
     parallel: Parallel | None = None,
     stop_fn: Callable[[], bool] | None = None,
+    handle_signals: bool = True,
 ) -> FinetuneResult:
     """Fine-tune a pretrained generator on user sketches; resumes from ``out_dir`` if possible.
 
@@ -1151,8 +1107,9 @@ def finetune(
     Writes ``checkpoint.pt``, ``generator_last.pt``, ``losses.csv`` and ``samples/`` there.
     ``stop_fn()`` (single process; polled before every iteration) ends the run early and
     keeps its state: an interactive Stop, unlike a signal, still exports the generator.
+    ``handle_signals``: SIGTERM/Ctrl-C -> checkpoint, then stop (off where the caller, e.g. a
+    worker thread of the studio, cannot install signal handlers).
     """
-    config.validate()
     parallel = parallel or Parallel()
     out = Path(out_dir)
     if parallel.is_main:
@@ -1160,4 +1117,4 @@ def finetune(
     trainer = _Trainer(config, generator_ckpt, photosketch_ckpt, sketches, reg_images, parallel)
     if stop_fn is not None and parallel.world_size > 1:
         raise SketchganError("finetune: stop_fn works in a single process only")
-    return _Run(trainer, out, log_fn, eval_fn, stop_fn).run()
+    return _Run(trainer, out, log_fn, eval_fn, stop_fn, handle_signals).run()

@@ -24,13 +24,14 @@ import io
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from sketchgan.config import Section, check_device
 from sketchgan.errors import SketchganError
 from sketchgan.io import atomic_path, save_grid, save_torch
 from sketchgan.runtime import pick_device, seed_everything
@@ -74,143 +75,99 @@ _RESUME_FREE_FIELDS = {
 # --------------------------------------------------------------------------------------------
 
 
-def _fail(where: str, name: str, message: str) -> SketchganError:
-    return SketchganError(f"params: '{where}.{name}' {message}")
+_BETA = 0.999999  # Adam's betas must stay below 1
 
 
-def _check_number(
-    cfg: Any,
-    where: str,
-    name: str,
-    kind: type,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    strict: bool = False,
-) -> None:
-    """Type and range check of one field; ints are accepted where floats are expected (YAML)."""
-    value = getattr(cfg, name)
-    accepted = (int, float) if kind is float else (kind,)
-    if isinstance(value, bool) or not isinstance(value, accepted):
-        raise _fail(where, name, f"must be {kind.__name__}, got {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise _fail(where, name, f"must be finite, got {value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise _fail(where, name, f"must be {'>' if strict else '>='} {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise _fail(where, name, f"must be <= {maximum}, got {value!r}")
+@dataclass(frozen=True)
+class GeneratorPretrainConfig(Section):
+    """The ``pretrain`` section of params.yaml (StyleGAN2 pretraining; every field is documented
+    there), plus the run's ``seed``/``device`` and the data's ``size``.
 
-
-def _check_bool(cfg: Any, where: str, name: str) -> None:
-    if not isinstance(getattr(cfg, name), bool):
-        raise _fail(where, name, f"must be true or false, got {getattr(cfg, name)!r}")
-
-
-def _check_device(cfg: Any, where: str) -> None:
-    device = cfg.device
-    if not isinstance(device, str) or not (
-        device in ("auto", "cpu") or device == "cuda" or device.startswith("cuda:")
-    ):
-        raise _fail(where, "device", f"must be auto, cpu or cuda[:N], got {device!r}")
-
-
-def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Build a config dataclass from a params section; unknown keys are typos, so reject them."""
-    if not isinstance(data, Mapping):
-        raise SketchganError(f"params: '{where}' must be a mapping")
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise _fail(
-                where, str(key), f"is not a known field (known: {', '.join(sorted(known))})"
-            )
-    return cls(**dict(data))
-
-
-@dataclass
-class GeneratorPretrainConfig:
-    """Every knob of the StyleGAN2 pretraining; errors name the field as ``pretrain.<field>``.
-
-    Defaults follow the StyleGAN2 recipe at a small scale (32 px, 32 channels, batch 8,
-    lr 0.006); ``params.yaml`` sets the embedded default (``n_mlp`` 2, 4,500 iterations), chosen
-    by the measurements in ``reports/bench_pretrain.md``: sample quality follows the number of
-    images seen, and a 2-layer mapping network learns faster than 8 at this budget.
+    The embedded default's values were chosen by the measurements in
+    ``reports/bench_pretrain.md``: sample quality follows the number of images seen, and a
+    2-layer mapping network learns faster than 8 at a CPU budget.
     """
 
-    size: int = 32
-    style_dim: int = 128
-    n_mlp: int = 8
-    channel_multiplier: int = 2
-    channel_max: int = 32
-    iterations: int = 2500
-    batch_size: int = 8
-    lr: float = 0.006
-    adam_beta1: float = 0.0
-    adam_beta2: float = 0.99
-    r1_gamma: float = 0.05
-    d_reg_every: int = 16
-    path_reg_weight: float = 0.0
-    g_reg_every: int = 4
-    path_batch_shrink: int = 2
-    mixing_prob: float = 0.9
-    reuse_fakes: bool = False
-    ema_kimg: float = 2.5
-    ema_rampup: float = 0.05
-    xflip: bool = False
-    log_every: int = 25
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    n_sample: int = 32
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    time_limit_s: float = 0.0
-    resume: bool = True
+    NAME: ClassVar[str] = "pretrain"
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "size": 8,
+        "style_dim": 1,
+        "n_mlp": 1,
+        "channel_multiplier": 1,
+        "channel_max": 1,
+        "iterations": 1,
+        "batch_size": 1,
+        "adam_beta1": 0,
+        "adam_beta2": 0,
+        "r1_gamma": 0,
+        "d_reg_every": 1,
+        "path_reg_weight": 0,
+        "g_reg_every": 1,
+        "path_batch_shrink": 1,
+        "mixing_prob": 0,
+        "ema_rampup": 0,
+        "log_every": 1,
+        "n_sample": 1,
+        "sample_every": 0,
+        "checkpoint_every": 0,
+        "seed": 0,
+        "time_limit_s": 0,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"lr": 0, "ema_kimg": 0}
+    MAXIMUM: ClassVar[Mapping[str, float]] = {
+        "adam_beta1": _BETA,
+        "adam_beta2": _BETA,
+        "mixing_prob": 1,
+    }
+    RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device")
 
-    SECTION = "pretrain"
-
-    def __post_init__(self) -> None:
-        self.validate()
+    size: int
+    style_dim: int
+    n_mlp: int
+    channel_multiplier: int
+    channel_max: int
+    iterations: int
+    batch_size: int
+    lr: float
+    adam_beta1: float
+    adam_beta2: float
+    r1_gamma: float
+    d_reg_every: int
+    path_reg_weight: float
+    g_reg_every: int
+    path_batch_shrink: int
+    mixing_prob: float
+    reuse_fakes: bool
+    ema_kimg: float
+    ema_rampup: float
+    xflip: bool
+    log_every: int
+    sample_every: int
+    checkpoint_every: int
+    n_sample: int
+    amp: bool
+    time_limit_s: float
+    resume: bool
+    seed: int
+    device: str
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorPretrainConfig:
-        """Build from the ``pretrain`` section of params.yaml (missing keys take the defaults)."""
-        return _from_mapping(cls, data, cls.SECTION)
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> GeneratorPretrainConfig:
+        """The generator is trained at the data's resolution, ``prepare.size``."""
+        prepare = params.get("prepare")
+        if not isinstance(prepare, Mapping) or "size" not in prepare:
+            raise SketchganError("params: 'prepare.size' is missing (pretraining reads it)")
+        return super().from_params(params, **{"size": prepare["size"], **overrides})
 
-    def validate(self) -> None:
-        """Reject settings that would crash deep inside training or silently do nothing."""
-        w = self.SECTION
-        _check_number(self, w, "size", int, minimum=8)
+    def check(self) -> None:
         if self.size & (self.size - 1):
-            raise _fail(w, "size", f"must be a power of two, got {self.size}")
-        for name in ("style_dim", "n_mlp", "channel_multiplier", "channel_max", "iterations"):
-            _check_number(self, w, name, int, minimum=1)
-        _check_number(self, w, "batch_size", int, minimum=1)
+            raise self.fail("size", f"must be a power of two, got {self.size}")
         if self.batch_size > 4 and self.batch_size % 4:
             # The discriminator's minibatch-stddev layer groups samples by 4.
-            raise _fail(w, "batch_size", f"must be <= 4 or a multiple of 4, got {self.batch_size}")
-        _check_number(self, w, "lr", float, minimum=0, strict=True)
-        _check_number(self, w, "adam_beta1", float, minimum=0, maximum=0.999999)
-        _check_number(self, w, "adam_beta2", float, minimum=0, maximum=0.999999)
-        _check_number(self, w, "r1_gamma", float, minimum=0)
-        _check_number(self, w, "d_reg_every", int, minimum=1)
-        _check_number(self, w, "path_reg_weight", float, minimum=0)
-        _check_number(self, w, "g_reg_every", int, minimum=1)
-        _check_number(self, w, "path_batch_shrink", int, minimum=1)
+            raise self.fail("batch_size", f"must be <= 4 or a multiple of 4, got {self.batch_size}")
         if self.path_reg_weight > 0 and self.batch_size // self.path_batch_shrink < 1:
-            raise _fail(w, "path_batch_shrink", "leaves an empty path-length batch")
-        _check_number(self, w, "mixing_prob", float, minimum=0, maximum=1)
-        _check_number(self, w, "ema_kimg", float, minimum=0, strict=True)
-        _check_number(self, w, "ema_rampup", float, minimum=0)
-        for name in ("log_every", "n_sample"):
-            _check_number(self, w, name, int, minimum=1)
-        for name in ("sample_every", "checkpoint_every"):
-            _check_number(self, w, name, int, minimum=0)
-        _check_number(self, w, "seed", int, minimum=0)
-        _check_number(self, w, "time_limit_s", float, minimum=0)
-        for name in ("xflip", "reuse_fakes", "amp", "resume"):
-            _check_bool(self, w, name)
-        _check_device(self, w)
+            raise self.fail("path_batch_shrink", "leaves an empty path-length batch")
+        check_device(self, "device")
 
     def model_config(self) -> dict[str, int]:
         """The architecture block stored in ``generator.pt`` (what a loader needs to rebuild)."""
@@ -223,59 +180,56 @@ class GeneratorPretrainConfig:
         }
 
 
-@dataclass
-class SketchNetConfig:
-    """Knobs of the contour-network training; errors name the field as ``pretrain_sketch.<field>``.
+@dataclass(frozen=True)
+class SketchNetConfig(Section):
+    """The ``pretrain_sketch`` section of params.yaml (the contour network), plus the run's
+    ``seed``/``device``.
 
     ``stroke_weight`` > 1 up-weights the L1 error on stroke pixels of the target: contours cover a
     small fraction of the image, and plain L1 would otherwise be content with a white page early on.
     """
 
-    input_nc: int = 3
-    output_nc: int = 1
-    ngf: int = 16
-    n_blocks: int = 9
-    iterations: int = 800
-    batch_size: int = 4
-    lr: float = 0.002
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.999
-    stroke_weight: float = 3.0
-    input_noise: float = 0.03
-    n_val: int = 16
-    log_every: int = 20
-    seed: int = 0
-    device: str = "auto"
-    time_limit_s: float = 0.0
+    NAME: ClassVar[str] = "pretrain_sketch"
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "input_nc": 1,
+        "output_nc": 1,
+        "ngf": 1,
+        "n_blocks": 0,
+        "iterations": 1,
+        # Batch statistics of a single image make BatchNorm a per-image normaliser, which is
+        # not how the frozen net is used downstream (train mode, batches of several images).
+        "batch_size": 2,
+        "adam_beta1": 0,
+        "adam_beta2": 0,
+        "input_noise": 0,
+        "n_val": 0,
+        "log_every": 1,
+        "seed": 0,
+        "time_limit_s": 0,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"lr": 0, "stroke_weight": 0}
+    MAXIMUM: ClassVar[Mapping[str, float]] = {"adam_beta1": _BETA, "adam_beta2": _BETA}
+    RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device")
 
-    SECTION = "pretrain_sketch"
+    input_nc: int
+    output_nc: int
+    ngf: int
+    n_blocks: int
+    iterations: int
+    batch_size: int
+    lr: float
+    adam_beta1: float
+    adam_beta2: float
+    stroke_weight: float
+    input_noise: float
+    n_val: int
+    log_every: int
+    time_limit_s: float
+    seed: int
+    device: str
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SketchNetConfig:
-        """Build from the ``pretrain_sketch`` section of params.yaml."""
-        return _from_mapping(cls, data, cls.SECTION)
-
-    def validate(self) -> None:
-        w = self.SECTION
-        for name in ("input_nc", "output_nc", "ngf", "iterations", "batch_size", "log_every"):
-            _check_number(self, w, name, int, minimum=1)
-        _check_number(self, w, "n_blocks", int, minimum=0)
-        if self.batch_size < 2:
-            # Batch statistics of a single image make BatchNorm a per-image normaliser, which is
-            # not how the frozen net is used downstream (train mode, batches of several images).
-            raise _fail(w, "batch_size", "must be >= 2 (BatchNorm batch statistics), got 1")
-        _check_number(self, w, "lr", float, minimum=0, strict=True)
-        _check_number(self, w, "adam_beta1", float, minimum=0, maximum=0.999999)
-        _check_number(self, w, "adam_beta2", float, minimum=0, maximum=0.999999)
-        _check_number(self, w, "stroke_weight", float, minimum=0, strict=True)
-        _check_number(self, w, "input_noise", float, minimum=0)
-        _check_number(self, w, "n_val", int, minimum=0)
-        _check_number(self, w, "seed", int, minimum=0)
-        _check_number(self, w, "time_limit_s", float, minimum=0)
-        _check_device(self, w)
+    def check(self) -> None:
+        check_device(self, "device")
 
     def model_config(self) -> dict[str, int]:
         return {
