@@ -44,6 +44,13 @@ from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
+# the evaluator these scripts score with: the zoo's recipe (zoo.yaml), seed 7
+ZOO_EVALUATOR = dict(
+    size=32,
+    seed=7,
+    device="cpu",
+    **{k: v for k, v in PARAMS["evaluator"].items()},
+)
 
 
 def _patch_channels(spec: str) -> None:
@@ -83,7 +90,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ev_path = _cached(
         work / "evaluator.pt",
-        lambda p: save_evaluator(train_evaluator(32, 10000, 1000, 64, seed=7)[0], p),
+        lambda p: save_evaluator(train_evaluator(**ZOO_EVALUATOR)[0], p),
     )
     evaluator = load_evaluator(ev_path)
     real_path = _cached(

@@ -36,6 +36,13 @@ from sketchgan.runtime import load_params
 from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
+# the evaluator these scripts score with: the zoo's recipe (zoo.yaml), seed 7
+ZOO_EVALUATOR = dict(
+    size=32,
+    seed=7,
+    device="cpu",
+    **{k: v for k, v in PARAMS["evaluator"].items()},
+)
 
 
 def main() -> None:
@@ -63,7 +70,7 @@ def main() -> None:
     if not a.evaluator.exists():
         # The pipeline's evaluator settings (params.yaml `evaluator`, seed 0 + 7).
         a.evaluator.parent.mkdir(parents=True, exist_ok=True)
-        save_evaluator(train_evaluator(32, 10000, 1000, 64, seed=7)[0], a.evaluator)
+        save_evaluator(train_evaluator(**ZOO_EVALUATOR)[0], a.evaluator)
     evaluator = load_evaluator(a.evaluator)
     images = world.render_scenes(a.scenes, 32, seed=0)[0]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)

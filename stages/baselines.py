@@ -74,6 +74,10 @@ def _train_sbir(params: dict[str, Any], cfg: BaselinesSection, root: Path, devic
         sketches,
         iters=cfg.sbir_iters,
         batch=cfg.sbir_batch,
+        lr=cfg.sbir_lr,
+        margin=cfg.sbir_margin,
+        width=cfg.sbir_width,
+        dim=cfg.sbir_dim,
         seed=int(params.get("seed", 0)),
         device=device,
     )

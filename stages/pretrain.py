@@ -119,6 +119,8 @@ def _train_evaluator(params: dict[str, Any], root: Path) -> dict[str, Any]:
         iters=cfg.iters,
         batch=cfg.batch,
         width=cfg.width,
+        lr=cfg.lr,
+        n_val=cfg.n_val,
         seed=int(params.get("seed", 0)) + 7,
         device=device_of(params),
     )

@@ -167,11 +167,20 @@ class CheckpointsSection(Section):
 @dataclasses.dataclass(frozen=True)
 class EvaluatorSection(Section):
     NAME: ClassVar[str] = "evaluator"
-    MINIMUM: ClassVar[Mapping[str, float]] = {"n_train": 1, "iters": 1, "batch": 1, "width": 1}
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "n_train": 1,
+        "iters": 1,
+        "batch": 2,
+        "width": 1,
+        "n_val": 1,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"lr": 0}
     n_train: int
     iters: int
     batch: int
     width: int
+    lr: float
+    n_val: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,11 +220,23 @@ class VisualiseSection(Section):
 @dataclasses.dataclass(frozen=True)
 class BaselinesSection(Section):
     NAME: ClassVar[str] = "baselines"
-    MINIMUM: ClassVar[Mapping[str, float]] = {"top_n": 1, "sbir_iters": 1, "sbir_batch": 2}
+    MINIMUM: ClassVar[Mapping[str, float]] = {
+        "top_n": 1,
+        "sbir_iters": 1,
+        "sbir_batch": 2,
+        "sbir_margin": 0,
+        "sbir_width": 1,
+        "sbir_dim": 1,
+    }
+    ABOVE: ClassVar[Mapping[str, float]] = {"sbir_lr": 0}
     top_n: int
     chamfer_reduce: Literal["min", "mean"]
     sbir_iters: int
     sbir_batch: int
+    sbir_lr: float
+    sbir_margin: float
+    sbir_width: int
+    sbir_dim: int
 
 
 @dataclasses.dataclass(frozen=True)

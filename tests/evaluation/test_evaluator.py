@@ -17,7 +17,15 @@ SIZE = 16
 @pytest.fixture(scope="module")
 def trained(one_thread) -> tuple[evaluator.WorldEvaluator, dict]:
     return evaluator.train_evaluator(
-        size=SIZE, n_train=2000, iters=250, batch=32, seed=0, width=8, n_val=400
+        size=SIZE,
+        n_train=2000,
+        iters=250,
+        batch=32,
+        seed=0,
+        width=8,
+        n_val=400,
+        lr=2e-3,
+        device="cpu",
     )
 
 

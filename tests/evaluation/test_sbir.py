@@ -10,6 +10,7 @@ from sketchgan.errors import SketchganError
 from sketchgan.evaluation import sbir
 
 SIZE = 16
+SBIR = dict(seed=0, device="cpu", lr=2e-3, margin=0.2)  # the settings these tests fix
 
 
 def _rect_scenes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +31,7 @@ def _rect_scenes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def trained(one_thread) -> sbir.SBIRNet:
     images, sketches = _rect_scenes(512, seed=0)
-    return sbir.train_sbir(images, sketches, iters=150, batch=32, seed=0, width=8, dim=32)
+    return sbir.train_sbir(images, sketches, **SBIR, iters=150, batch=32, width=8, dim=32)
 
 
 def test_training_reduces_loss_and_matches_pairs_better_than_chance(trained):
@@ -66,7 +67,7 @@ def test_save_load_roundtrip(trained, tmp_path):
 def test_bad_inputs_are_user_errors(tmp_path):
     images, sketches = _rect_scenes(4, seed=5)
     with pytest.raises(SketchganError, match="paired scenes"):
-        sbir.train_sbir(images, sketches[:3], iters=1, batch=2)
+        sbir.train_sbir(images, sketches[:3], **SBIR, iters=1, batch=2, width=8, dim=32)
     with pytest.raises(SketchganError, match="not found"):
         sbir.load_sbir(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"

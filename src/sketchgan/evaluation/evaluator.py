@@ -234,17 +234,19 @@ def evaluate_on_renders(
 
 
 def train_evaluator(
-    size: int = 32,
-    n_train: int = 10000,
-    iters: int = 1000,
-    batch: int = 64,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    lr: float = 2e-3,
-    width: int = 16,
-    n_val: int = 1000,
+    *,
+    size: int,
+    n_train: int,
+    iters: int,
+    batch: int,
+    seed: int,
+    device: torch.device | str,
+    lr: float,
+    width: int,
+    n_val: int,
 ) -> tuple[WorldEvaluator, dict[str, Any]]:
-    """Train on ``n_train`` world renders; ``info`` holds held-out accuracy (seed + 1 scenes)."""
+    """Train on ``n_train`` world renders; ``info`` holds held-out accuracy (seed + 1 scenes).
+    The settings are the ``evaluator`` section of params.yaml (no second default here)."""
     if n_train < batch or iters < 1 or batch < 2:
         raise SketchganError(
             "evaluator: need n_train >= batch >= 2 and iters >= 1 "

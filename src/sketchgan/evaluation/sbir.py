@@ -108,16 +108,18 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
 def train_sbir(
     images: torch.Tensor | np.ndarray,
     sketches: torch.Tensor | np.ndarray,
-    iters: int = 800,
-    batch: int = 64,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    lr: float = 2e-3,
-    margin: float = 0.2,
-    width: int = 16,
-    dim: int = 64,
+    *,
+    iters: int,
+    batch: int,
+    seed: int,
+    device: torch.device | str,
+    lr: float,
+    margin: float,
+    width: int,
+    dim: int,
 ) -> SBIRNet:
     """Train the embedding on paired (image, sketch) scenes; returns the model in eval mode.
+    The settings are the ``baselines.sbir_*`` fields of params.yaml.
 
     ``images`` (N, 3, H, W) and ``sketches`` (N, 1, H, W) are in [-1, 1] (or uint8 arrays);
     row i of both is the same scene. ``model.info`` holds the last losses.
