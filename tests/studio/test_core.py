@@ -71,8 +71,10 @@ def nets(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def customiser(tmp_path, nets) -> core.Customiser:
-    return core.Customiser(studio_params(), tmp_path, nets["photosketch"])
+def customiser(tmp_path, nets):
+    c = core.Customiser(studio_params(), tmp_path, nets["photosketch"])
+    yield c
+    c.close()
 
 
 # -------------------------------------------------------------------------------- sketches
@@ -212,6 +214,22 @@ def test_a_second_customise_waits_in_the_queue_and_the_first_is_untouched(custom
     assert first.out_dir != second.out_dir and first.checkpoint.is_file()
     assert customiser.position(first) == customiser.position(second) == 0
     assert first.step == 6 and second.step == 2
+
+
+def test_a_warm_training_process_takes_the_next_job_and_is_replaced(customiser, nets):
+    customiser.keep_warm()
+    warm = customiser._spare.process
+    job = customiser.submit(_sketches(), _settings(customiser, iters=1), nets["generator"])
+    assert customiser.wait(job, 120) and job.status == "done", job.error
+    assert job.pid == warm.pid  # it trained in the process started ahead of it
+    assert customiser._spare is not None and customiser._spare.process.pid != warm.pid
+    customiser._spare.process.kill()  # a dead spare is not used: a fresh process takes over
+    customiser._spare.process.join(10)
+    again = customiser.submit(_sketches(), _settings(customiser, iters=1), nets["generator"])
+    assert customiser.wait(again, 120) and again.status == "done", again.error
+    spare = customiser._spare.process
+    customiser.close()
+    assert not spare.is_alive() and customiser._spare is None
 
 
 def test_stop_keeps_the_model_so_far(customiser, nets):

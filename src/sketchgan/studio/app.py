@@ -44,6 +44,7 @@ class Studio:
         self.size = int(params["prepare"]["size"])
         photosketch = core.resolve_model(params["checkpoints"]["photosketch"], params, root)
         self.customiser = core.Customiser(params, root, photosketch)
+        self.customiser.keep_warm()
         self.default_model = str(params["checkpoints"]["generator"])
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one Studio per process

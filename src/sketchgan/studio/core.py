@@ -295,6 +295,7 @@ class Job:
     grid: Path | None = None
     checkpoint: Path | None = None
     run_id: str | None = None
+    pid: int | None = None  # the training process
     error: str | None = None
     out_dir: Path | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -330,8 +331,10 @@ class Customiser:
 
     A second Customise while one runs waits in the queue (``position`` tells where); nothing of
     a running or finished job is touched by later ones: each has its own folder and MLflow run.
-    Each job trains in a spawned child process, so a script that uses this class needs the
-    usual ``if __name__ == "__main__":`` guard (the CLI and notebooks have it or need none).
+    Each job trains in a spawned child process (after ``keep_warm()``, one started ahead of the
+    job, so that it has imported the training code by then); a script that uses this class
+    needs the usual ``if __name__ == "__main__":`` guard (the CLI and notebooks have it or need
+    none), and ``close()`` ends a waiting process.
     """
 
     def __init__(
@@ -357,6 +360,8 @@ class Customiser:
         self._lock = threading.Lock()
         self._reg: torch.Tensor | None = None
         self.jobs: dict[int, Job] = {}
+        self._spare: _TrainingProcess | None = None
+        self._keep_warm = False
         self._worker = threading.Thread(target=self._work, name="studio-customiser", daemon=True)
         self._worker.start()
 
@@ -458,17 +463,36 @@ class Customiser:
             },
             "run_name": f"studio-{job.id}-{cfg.tune}-{cfg.iters}its",
         }
-        ctx = mp.get_context("spawn")
-        messages = ctx.Queue()
-        stop = ctx.Event()
-        child = ctx.Process(target=_customise_child, args=(payload, messages, stop), daemon=True)
-        child.start()
+        worker = self._take_spare()
+        worker.start(payload)
         try:
-            self._follow(job, child, messages, stop)
+            self._follow(job, worker.process, worker.messages, worker.stop)
         finally:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
+            worker.process.join(timeout=30)
+            if worker.process.is_alive():
+                worker.process.kill()
+            if self._keep_warm:
+                self._spare = _TrainingProcess()  # ready for the next job, warmed while idle
+
+    def keep_warm(self) -> None:
+        """From now on keep a training process ready (the studio calls it at start, so the
+        first one warms up while the user draws)."""
+        self._keep_warm = True
+        if self._spare is None:
+            self._spare = _TrainingProcess()
+
+    def _take_spare(self) -> _TrainingProcess:
+        spare, self._spare = self._spare, None
+        if spare is None or not spare.process.is_alive():
+            spare = _TrainingProcess()
+        return spare
+
+    def close(self) -> None:
+        """Stop the waiting training process (a finished studio or test)."""
+        self._keep_warm = False
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
 
     def _follow(self, job: Job, child: Any, messages: Any, stop: Any) -> None:
         """Mirror the child's progress into ``job`` until it reports the end."""
@@ -484,7 +508,7 @@ class Customiser:
                     ) from None
                 continue
             if kind == "run":
-                job.run_id = body[0]
+                job.run_id, job.pid = body
             elif kind == "log":
                 job.step, metrics, grid = body
                 job.losses = dict(metrics or job.losses)
@@ -496,6 +520,51 @@ class Customiser:
                 return
             elif kind == "error":
                 raise SketchganError(body[0])
+
+
+class _TrainingProcess:
+    """A spawned process that has already imported the training code and waits for one job.
+
+    The Customiser keeps one ready: a Customise then starts training at once instead of after
+    a new Python process has imported torch, MLflow and the project (seconds on 2 cores).
+    """
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.payloads, self.messages, self.stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.process = ctx.Process(
+            target=_training_process_main,
+            args=(self.payloads, self.messages, self.stop, os.getpid()),
+            daemon=True,
+        )
+        self.process.start()
+
+    def start(self, payload: dict[str, Any]) -> None:
+        self.payloads.put(payload)
+
+    def close(self) -> None:
+        """Let an unused process exit (it also exits by itself once the studio is gone)."""
+        if self.process.is_alive():
+            self.payloads.put(None)
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _training_process_main(payloads: Any, messages: Any, stop: Any, parent: int) -> None:
+    """Import what a job needs, then wait for its payload (None: exit)."""
+    import mlflow  # noqa: F401  (tracking imports it lazily; a job should not wait for it)
+    import mlflow.pytorch  # noqa: F401
+
+    while True:
+        try:
+            payload = payloads.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if os.getppid() != parent:  # the studio is gone
+                return
+    if payload is not None:
+        _customise_child(payload, messages, stop)
 
 
 def _customise_child(payload: dict[str, Any], messages: Any, stop: Any) -> None:
@@ -519,7 +588,7 @@ def _customise_child(payload: dict[str, Any], messages: Any, stop: Any) -> None:
             root=payload["root"],
             run_name=payload["run_name"],
         ) as run:
-            messages.put(("run", run.info.run_id if run is not None else None))
+            messages.put(("run", run.info.run_id if run is not None else None, os.getpid()))
             save_png(preview(list(payload["sketches"]), zoom=1), out_dir / "sketches.png")
             tracking.log_artifact(out_dir / "sketches.png", "inputs")
             state = {"step": 0, "grid": None}
