@@ -479,3 +479,16 @@ def test_runs_whose_process_died_are_reaped_as_killed(env) -> None:
     assert client().get_run(active.info.run_id).data.tags[tr.PROCESS_TAG] == tr.process_identity()
     for run_id in (alive, elsewhere):
         client().set_terminated(run_id, "FINISHED")
+
+
+def test_open_store_creates_the_sqlite_store_before_any_run(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow exports the last one set
+    try:
+        tr.open_store(root=tmp_path)
+        assert tr._state["uri"] == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}", tr._state
+        assert (tmp_path / "mlflow.db").is_file(), sorted(p.name for p in tmp_path.iterdir())
+        assert tr.resolve_uri(root=tmp_path).endswith(str(tmp_path / "mlflow.db"))
+    finally:
+        tr.configure(root=store)  # the module's store for the other tests

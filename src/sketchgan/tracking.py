@@ -127,6 +127,13 @@ def configure(uri: str | None = None, root: str | os.PathLike | None = None) -> 
     return uri
 
 
+def open_store(uri: str | None = None, root: str | os.PathLike | None = None) -> None:
+    """Configure and open the store now (a new SQLite store creates its tables: seconds), so
+    that a process waiting for work does not make its first run wait for that."""
+    configure(uri, root)
+    _client().search_experiments(max_results=1)
+
+
 def _client() -> Any:
     if _state["uri"] is None:
         configure()

@@ -9,6 +9,7 @@ can do is testable without a browser. Settings come from the ``studio`` section 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing as mp
@@ -472,19 +473,22 @@ class Customiser:
             if worker.process.is_alive():
                 worker.process.kill()
             if self._keep_warm:
-                self._spare = _TrainingProcess()  # ready for the next job, warmed while idle
+                self._spare = self._new_process()  # ready for the next job, warmed while idle
 
     def keep_warm(self) -> None:
         """From now on keep a training process ready (the studio calls it at start, so the
         first one warms up while the user draws)."""
         self._keep_warm = True
         if self._spare is None:
-            self._spare = _TrainingProcess()
+            self._spare = self._new_process()
+
+    def _new_process(self) -> _TrainingProcess:
+        return _TrainingProcess((self.tracking_uri, str(self.root)) if self.tracking else None)
 
     def _take_spare(self) -> _TrainingProcess:
         spare, self._spare = self._spare, None
         if spare is None or not spare.process.is_alive():
-            spare = _TrainingProcess()
+            spare = self._new_process()
         return spare
 
     def close(self) -> None:
@@ -529,12 +533,12 @@ class _TrainingProcess:
     a new Python process has imported torch, MLflow and the project (seconds on 2 cores).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: tuple[str | None, str] | None) -> None:
         ctx = mp.get_context("spawn")
         self.payloads, self.messages, self.stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.process = ctx.Process(
             target=_training_process_main,
-            args=(self.payloads, self.messages, self.stop, os.getpid()),
+            args=(self.payloads, self.messages, self.stop, os.getpid(), store),
             daemon=True,
         )
         self.process.start()
@@ -551,10 +555,16 @@ class _TrainingProcess:
             self.process.kill()
 
 
-def _training_process_main(payloads: Any, messages: Any, stop: Any, parent: int) -> None:
-    """Import what a job needs, then wait for its payload (None: exit)."""
-    import mlflow  # noqa: F401  (tracking imports it lazily; a job should not wait for it)
-    import mlflow.pytorch  # noqa: F401
+def _training_process_main(
+    payloads: Any, messages: Any, stop: Any, parent: int, store: tuple[str | None, str] | None
+) -> None:
+    """Import what a job needs and open the MLflow store (``(uri, root)``; None: untracked),
+    then wait for the job's payload (None: exit)."""
+    if store is not None:
+        import mlflow.pytorch  # noqa: F401  (tracking imports it lazily, at the job's end)
+
+        with contextlib.suppress(Exception):  # a broken store is the job's error to report
+            tracking.open_store(*store)
 
     while True:
         try:
