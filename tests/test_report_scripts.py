@@ -68,3 +68,27 @@ def test_comparison_panel_is_a_nearest_neighbour_enlargement(tmp_path):
             want = ((img.expand(3, -1, -1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
             assert np.abs(block[::4, ::4] - want).max() <= 1
             assert (block[1::4, 2::4] == block[::4, ::4]).all()  # crisp 4x4 blocks
+
+
+def test_reference_benchmark_shim_computes_our_resampling_ops():
+    """The CPU stand-in for the reference's CUDA ops must compute what they compute (ours are
+    tested against the reference's recorded outputs), or the speed comparison is unfair."""
+    import importlib.util
+
+    import torch
+
+    from sketchgan.models import stylegan2 as sg
+
+    spec = importlib.util.spec_from_file_location("bench_ref", ROOT / "reports/bench_reference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    k = sg.make_kernel((1, 3, 3, 1))
+    assert torch.allclose(bench._upfirdn2d(x, k, pad=(2, 1)), sg.blur2d(x, k, (2, 1)), atol=1e-6)
+    k4 = sg.make_kernel((1, 3, 3, 1), gain=4)
+    up = bench._upfirdn2d(x, k4, up=2, pad=(2, 1))
+    assert up.shape == (2, 3, 16, 16) and torch.allclose(up, sg.upsample2d(x, k4), atol=1e-6)
+    down = bench._upfirdn2d(x, k, down=2, pad=(1, 1))
+    assert torch.allclose(down, sg.blur2d(x, k, (1, 1))[:, :, ::2, ::2], atol=1e-6)
+    bias = torch.randn(3)
+    assert torch.allclose(bench._fused_leaky_relu(x, bias), sg.fused_leaky_relu(x, bias))
