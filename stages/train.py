@@ -37,7 +37,6 @@ OUT_TRAIN = Path("outputs/train")
 FID_HISTORY = "fid_history.csv"
 RUNS = Path("outputs/train_runs")
 EVAL_SEED = 7_000_001
-LENGTH_FIELDS = ("iters", "checkpoint_every", "sample_every", "eval_every", "log_every")
 
 
 def run(params: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def _run_key(
     """Hash of every setting and input that changes the run's result (not its length):
     the training settings, the networks, the sketches and images, and what picks the best
     checkpoint (eval_samples, the FID features and the eval set)."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in LENGTH_FIELDS}
+    settings = cfg.identity()  # what a resumed run must share: the same key
     if not cfg.eval_every:
         del settings["eval_samples"]  # no evaluation: it cannot change the run
     else:

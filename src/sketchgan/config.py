@@ -57,8 +57,10 @@ class Section:
     Bounds are declared, not coded: ``MINIMUM`` (field -> smallest allowed value), ``ABOVE``
     (field -> exclusive lower bound), ``MAXIMUM``; cross-field rules go in ``check``.
     ``RUN_SETTINGS`` are fields a trainer takes from the top level of params.yaml (``seed``,
-    ``device``), so one value drives every stage. Values are checked however the object is
-    built (from params or by a caller), and every error is one line naming ``section.field``.
+    ``device``), so one value drives every stage; ``RESUME_FREE`` are a trainer's fields that
+    may change between a run and its resumption (its length, logging, device). Values are
+    checked however the object is built (from params or by a caller), and every error is one
+    line naming ``section.field``.
     """
 
     NAME: ClassVar[str] = ""
@@ -66,6 +68,7 @@ class Section:
     ABOVE: ClassVar[Mapping[str, float]] = {}
     MAXIMUM: ClassVar[Mapping[str, float]] = {}
     RUN_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    RESUME_FREE: ClassVar[tuple[str, ...]] = ()  # may change when a run resumes (trainers)
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -128,6 +131,10 @@ class Section:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.RESUME_FREE}
 
     def replace(self: S, **changes: Any) -> S:
         """A copy with some fields changed, checked like a new one."""

@@ -257,8 +257,15 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     b = torch.load(parts / "generator.pt", weights_only=True)
     assert _max_diff(a["g_ema"], b["g_ema"]) < 1e-5
     assert [r["iteration"] for r in _read_rows(parts / "losses.csv")] == ["1", "2", "3", "4"]
-    # A different training setting must not pick up the old state.
-    other = train_generator(images, _tiny_cfg(iterations=4, lr=0.001, **kw), parts)
+    # A different training setting is one error naming it (the one resume policy), and
+    # resume: false starts over.
+    with pytest.raises(SketchganError, match=r"other settings \(lr: 0.006 -> 0.001\)"):
+        train_generator(images, _tiny_cfg(iterations=4, lr=0.001, **kw), parts)
+    with pytest.raises(SketchganError, match=r"'pretrain\.iterations' is 3 but .* at 4"):
+        train_generator(images, _tiny_cfg(iterations=3, **kw), parts)
+    with pytest.raises(SketchganError, match=r"different inputs \(images\)"):
+        train_generator(images.flip(0), _tiny_cfg(iterations=4, **kw), parts)
+    other = train_generator(images, _tiny_cfg(iterations=4, lr=0.001, resume=False, **kw), parts)
     assert other["resumed_from"] == 0
 
 

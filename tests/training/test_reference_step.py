@@ -156,6 +156,7 @@ def _inputs(fx: dict, k: int, d_reg_every: int) -> ft.StepInputs:
         d_shift_fake=_shift(rand["D"], "fake"),
         g_fake=_fake(rand["G"]),
         g_shift_fake=_shift(rand["G"], "fake"),
+        step=k,
         with_r1=with_r1,
         r1_shift=_shift(rand["R1"], "real") if with_r1 else None,
     )

@@ -28,6 +28,7 @@ from torch import nn
 from sketchgan.checkpoints import load_config_model, save_config_model
 from sketchgan.data import world
 from sketchgan.errors import SketchganError
+from sketchgan.training import loop
 
 #: Width of the world's rotation range: one full turn of the (cos, sin) rotation code.
 ROTATION_PERIOD = 72.0
@@ -263,16 +264,23 @@ def train_evaluator(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.15)
     model.train()
-    losses = []
-    for _ in range(iters):
+    losses: list[float] = []
+
+    def draw(_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         idx = torch.randint(0, n_train, (batch,), generator=gen)
         x = _augment(x_all[idx], gen).to(device)
-        loss = _loss(model, x, {k: v[idx].to(device) for k, v in t_all.items()})
+        return x, {k: v[idx].to(device) for k, v in t_all.items()}
+
+    def attribute_phase(data: tuple[torch.Tensor, dict[str, torch.Tensor]]) -> dict[str, float]:
+        loss = _loss(model, *data)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
+        return {"loss": losses[-1]}
+
+    loop.TrainingLoop(draw, [loop.Phase("attributes", 1, attribute_phase)]).run(0, iters)
     model.eval()
     info: dict[str, Any] = {
         "train_seconds": time.perf_counter() - start,

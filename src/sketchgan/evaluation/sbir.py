@@ -20,6 +20,7 @@ from torch import nn
 from sketchgan.checkpoints import load_config_model, save_config_model
 from sketchgan.errors import SketchganError
 from sketchgan.evaluation.chamfer import reduce_scores, top_indices
+from sketchgan.training import loop
 
 Reduce = Literal["min", "mean"]
 
@@ -139,10 +140,13 @@ def train_sbir(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     batch = min(batch, len(images))
     max_shift = images.shape[-1] // 16
-    losses = []
-    for _ in range(iters):
+    losses: list[float] = []
+
+    def draw(_step: int) -> torch.Tensor:
         idx = torch.randperm(len(images), generator=gen)[:batch]
-        pair = _shift(torch.cat([images[idx], sketches[idx]], 1), max_shift, gen).to(device)
+        return _shift(torch.cat([images[idx], sketches[idx]], 1), max_shift, gen).to(device)
+
+    def triplet_phase(pair: torch.Tensor) -> dict[str, float]:
         loss = _triplet_loss(
             model.embed_sketches(pair[:, 3:]), model.embed_images(pair[:, :3]), margin
         )
@@ -150,6 +154,9 @@ def train_sbir(
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        return {"loss": losses[-1]}
+
+    loop.TrainingLoop(draw, [loop.Phase("triplet", 1, triplet_phase)]).run(0, iters)
     model.info = {
         "first_loss": float(np.mean(losses[:20])),
         "final_loss": float(np.mean(losses[-20:])),

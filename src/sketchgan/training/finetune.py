@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io as _io
 import math
 import time
 import typing
@@ -32,11 +31,11 @@ from torch import Tensor, nn
 from sketchgan.checkpoints import load_checkpoint, load_sketch_net
 from sketchgan.config import Section, check_device
 from sketchgan.errors import SketchganError
-from sketchgan.io import save_grid, save_torch, sha256_file, write_text
+from sketchgan.io import save_grid, save_torch, sha256_file
 from sketchgan.models.photosketch import to3ch
 from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.runtime import pick_device, seed_everything
-from sketchgan.training import augment, losses, state
+from sketchgan.training import augment, loop, losses, state
 
 LogFn = Callable[[int, dict[str, float]], None]
 EvalFn = Callable[[int, nn.Module], float]
@@ -68,17 +67,6 @@ METRIC_TERMS = {
     "g_weight": "l_weight",
 }
 R1_TERMS = {"r1_sketch": "r1_penalty_sketch", "r1_image": "r1_penalty_image"}
-# Fields that may differ between a run and its resumption without changing the trajectory.
-RESUME_FREE_FIELDS = (
-    "iters",
-    "checkpoint_every",
-    "sample_every",
-    "eval_every",
-    "log_every",
-    "n_sample",
-    "device",
-    "amp",
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,6 +110,17 @@ class FinetuneConfig(Section):
     ABOVE: ClassVar[Mapping[str, float]] = {"lr": 0, "g_lr": 0}
     MAXIMUM: ClassVar[Mapping[str, float]] = {"mixing": 1}
     RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device")
+    # may differ between a run and its resumption without changing the trajectory
+    RESUME_FREE: ClassVar[tuple[str, ...]] = (
+        "iters",
+        "checkpoint_every",
+        "sample_every",
+        "eval_every",
+        "log_every",
+        "n_sample",
+        "device",
+        "amp",
+    )
 
     iters: int
     batch: int
@@ -390,7 +389,8 @@ class StepInputs:
     d_shift_fake: augment.Shift | None
     g_fake: FakeDraws
     g_shift_fake: augment.Shift | None
-    with_r1: bool = False
+    step: int  # the iteration these draws are for (0-based): which phases run
+    with_r1: bool = False  # the R1 phase is due at ``step`` (its shift is drawn then)
     r1_shift: augment.Shift | None = None
 
 
@@ -597,19 +597,20 @@ class _Trainer:
         real_sketch, real_img = self._real_batch()
         d_fake = self._draw_fake()
         d_shift_real, d_shift_fake = self._draw_shift(), self._draw_shift()
-        with_r1 = step % self.cfg.d_reg_every == 0
+        with_r1 = loop.due(step, self.cfg.d_reg_every)
         r1_shift = self._draw_shift() if with_r1 else None
         g_fake = self._draw_fake()
         return StepInputs(
-            real_sketch,
-            real_img,
-            d_fake,
-            d_shift_real,
-            d_shift_fake,
-            g_fake,
-            self._draw_shift(),
-            with_r1,
-            r1_shift,
+            real_sketch=real_sketch,
+            real_img=real_img,
+            d_fake=d_fake,
+            d_shift_real=d_shift_real,
+            d_shift_fake=d_shift_fake,
+            g_fake=g_fake,
+            g_shift_fake=self._draw_shift(),
+            step=step,
+            with_r1=with_r1,
+            r1_shift=r1_shift,
         )
 
     def _fake(self, draws: FakeDraws) -> Tensor:
@@ -662,13 +663,19 @@ class _Trainer:
         self._apply(losses.total(terms), self.g_optim, self.g_scaler, self.g_trained)
         return terms
 
+    @property
+    def phases(self) -> tuple[loop.Phase, ...]:
+        """D step, lazy R1 every ``d_reg_every`` iterations, G step (NVlabs' phases)."""
+        return (
+            loop.Phase("D", 1, self.d_step),
+            loop.Phase("R1", self.cfg.d_reg_every, self.r1_step),
+            loop.Phase("G", 1, self.g_step),
+        )
+
     def iteration(self, inp: StepInputs) -> dict[str, Tensor]:
-        """One training iteration (D step, R1 when due, G step); the named terms of all three."""
-        terms = self.d_step(inp)
-        if inp.with_r1:
-            terms.update(self.r1_step(inp))
-        terms.update(self.g_step(inp))
-        return terms
+        """One training iteration on given draws: the phases due at ``inp.step``, their named
+        terms (what the loop runs; the step-parity test injects the reference's draws here)."""
+        return loop.run_phases(self.phases, inp.step, inp)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -824,16 +831,7 @@ def _read_rows(path: Path, upto: int) -> list[dict[str, str]]:
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    cols = ["step", *METRIC_NAMES, *R1_NAMES, "seconds"]
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
-def _due(step: int, every: int) -> bool:
-    return every > 0 and step % every == 0
+    loop.write_rows(path, rows, ["step", *METRIC_NAMES, *R1_NAMES, "seconds"], missing="")
 
 
 # --------------------------------------------------------------------------------------------
@@ -878,35 +876,15 @@ class _Run:
         if ckpt is None:
             return 0
         where = str(self.ckpt_path)
-        diffs = state.config_differences(
-            ckpt.get("config", {}), self.cfg.to_dict(), RESUME_FREE_FIELDS
-        )
-        if diffs:
-            raise SketchganError(
-                f"{where}: written with other settings ({'; '.join(diffs)}); "
-                "restore them, or start over with `sketchgan train --fresh`"
-            )
-        if ckpt.get("fingerprints") != self.t.fingerprints:
-            changed = [
-                k
-                for k, v in self.t.fingerprints.items()
-                if ckpt.get("fingerprints", {}).get(k) != v
-            ]
-            raise SketchganError(
-                f"{where}: written for different inputs ({', '.join(changed)}); "
-                "start over with `sketchgan train --fresh`"
-            )
+        fresh = "start over with `sketchgan train --fresh`"
+        step = int(ckpt["step"])
+        loop.check_resume(where, ckpt.get("config", {}), self.cfg, step, "iters", fresh)
+        loop.check_same_inputs(where, ckpt.get("fingerprints", {}), self.t.fingerprints, fresh)
         world = self.t.parallel.world_size
         if ckpt.get("world_size") != world:
             raise SketchganError(
                 f"{where}: written by {ckpt.get('world_size')} processes, now {world}; "
                 "resume with the same number of processes"
-            )
-        if ckpt["step"] > self.cfg.iters:
-            raise _fail(
-                "iters",
-                f"is {self.cfg.iters} but {where} is already at {ckpt['step']}; raise it to "
-                "continue, or start over with `sketchgan train --fresh`",
             )
         self.t.load_shared_state(ckpt["shared"], where)
         local = ckpt["local"][self.t.parallel.rank]
@@ -1001,16 +979,23 @@ class _Run:
         self._replay_rows()
         start_step, t0 = self.step, time.perf_counter()
         alone = t.parallel.world_size == 1
+        stop_fn = self.stop_fn
+
+        def after(step: int, inp: StepInputs, terms: dict[str, Tensor]) -> None:
+            self.step = step
+            self.meter.add(terms, inp.with_r1)
+
         with state.StopRequest(self.handle_signals) as stop:
-            while self.step < cfg.iters:
-                if self.stop_fn is not None and self.stop_fn():
-                    self._stop_early(t0)
-                    break
-                i = self.step
-                inp = t.draw_inputs(i)
-                self.meter.add(t.iteration(inp), inp.with_r1)
-                self.step = i + 1
-                self._boundary(t0, stop.requested, alone)
+            training = loop.TrainingLoop(
+                t.draw_inputs,
+                t.phases,
+                # every boundary is checked: under DDP only some are sync points
+                [loop.Periodic(1, lambda _s: self._boundary(t0, stop.requested, alone), False)],
+                should_stop=None if stop_fn is None else (lambda _s: stop_fn()),
+                after_iteration=after,
+            )
+            if training.run(self.step, cfg.iters).stopped:
+                self._stop_early(t0)
         seconds = time.perf_counter() - t0
         ran = self.step - start_step
         return self._finish(resumed_from, seconds, ran)
@@ -1039,10 +1024,10 @@ class _Run:
         """Everything due after iteration ``self.step``; raises after a requested stop."""
         cfg, s = self.cfg, self.step
         final = s == cfg.iters
-        ckpt_due = _due(s, cfg.checkpoint_every) or final
-        eval_due = self.eval_fn is not None and (_due(s, cfg.eval_every) or final)
-        log_due = _due(s, cfg.log_every) or final
-        sample_due = _due(s, cfg.sample_every) or (final and cfg.sample_every > 0)
+        ckpt_due = loop.due(s, cfg.checkpoint_every) or final
+        eval_due = self.eval_fn is not None and (loop.due(s, cfg.eval_every) or final)
+        log_due = loop.due(s, cfg.log_every) or final
+        sample_due = loop.due(s, cfg.sample_every) or (final and cfg.sample_every > 0)
         # A stop agreed over all processes can only be read at a sync point; alone, each step.
         must_sync = log_due or ckpt_due or eval_due or sample_due or (alone and stop_local)
         if not must_sync:

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import io
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,12 +31,11 @@ from torch import Tensor, nn
 
 from sketchgan.config import Section, check_device
 from sketchgan.errors import SketchganError
-from sketchgan.io import atomic_path, save_grid, save_torch
+from sketchgan.io import save_grid, save_torch
 from sketchgan.runtime import pick_device, seed_everything
-from sketchgan.training import losses
+from sketchgan.training import loop, losses
 from sketchgan.training.state import (
     capture_rng,
-    config_differences,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
@@ -55,19 +52,6 @@ SAMPLES_DIR = "samples"
 SKETCH_NET_FILE = "photosketch.pt"
 SKETCH_LOSSES_FILE = "photosketch_losses.csv"
 SKETCH_SAMPLES_FILE = "photosketch_samples.png"
-
-# Fields that may change between a run and its resumption without invalidating the state.
-_RESUME_FREE_FIELDS = {
-    "iterations",
-    "sample_every",
-    "checkpoint_every",
-    "log_every",
-    "n_sample",
-    "device",
-    "amp",
-    "time_limit_s",
-    "resume",
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +104,18 @@ class GeneratorPretrainConfig(Section):
         "mixing_prob": 1,
     }
     RUN_SETTINGS: ClassVar[tuple[str, ...]] = ("seed", "device")
+    # may change between a run and its resumption without invalidating the state
+    RESUME_FREE: ClassVar[tuple[str, ...]] = (
+        "iterations",
+        "sample_every",
+        "checkpoint_every",
+        "log_every",
+        "n_sample",
+        "device",
+        "amp",
+        "time_limit_s",
+        "resume",
+    )
 
     size: int
     style_dim: int
@@ -330,19 +326,10 @@ def amp_context(device: torch.device, enabled: bool) -> contextlib.AbstractConte
     return contextlib.nullcontext()
 
 
-def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    if not rows:
-        return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-def _elapsed_over(start: float, limit_s: float) -> bool:
-    return limit_s > 0 and time.perf_counter() - start > limit_s
+def _write_losses(path: Path, rows: list[dict[str, float]]) -> None:
+    """Every column any row has; NaN where a row lacks one (optional terms such as the
+    path length appear only on some rows)."""
+    loop.write_rows(path, rows, columns=None, missing=float("nan"))
 
 
 def _check_images(images: Tensor, channels: int, size: int | None, what: str) -> Tensor:
@@ -403,10 +390,6 @@ def _build_gan(cfg: GeneratorPretrainConfig, device: torch.device) -> _GanState:
     return _GanState(g, d, g_ema, g_optim, d_optim, rows=[])
 
 
-def _identity(cfg: GeneratorPretrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUME_FREE_FIELDS}
-
-
 def _save_gan_state(
     state: _GanState,
     cfg: GeneratorPretrainConfig,
@@ -425,7 +408,7 @@ def _save_gan_state(
             "d_optim": state.d_optim.state_dict(),
             "mean_path_length": state.mean_path_length,
             "rows": state.rows or [],
-            "identity": _identity(cfg),
+            "identity": cfg.identity(),
             "data": data_id,
             "rng": capture_rng({"data": data_gen}),
         },
@@ -439,20 +422,19 @@ def _try_resume(
     data_gen: torch.Generator,
     data_id: str,
 ) -> bool:
-    """Load the periodic state if it belongs to the same run; another run starts fresh.
-
-    "Same run" means equal training settings (``iterations`` may grow, logging may change) and
-    the same images; the state then continues bit for bit (every RNG stream is restored).
-    """
+    """Continue from the periodic state: the same training settings (``iterations`` may grow,
+    logging may change) and the same images continue bit for bit (every RNG stream is
+    restored); anything else is an error (``loop.check_resume``), ``resume: false`` starts
+    over."""
     if not cfg.resume:
         return False
     saved = load_checkpoint(path)
-    if saved is None or saved.get("data") != data_id:
+    if saved is None:
         return False
-    if config_differences(saved.get("identity", {}), _identity(cfg)):
-        return False
-    if int(saved["step"]) > cfg.iterations:
-        return False
+    fresh = "set pretrain.resume: false to start over"
+    step = int(saved["step"])
+    loop.check_resume(str(path), saved.get("identity", {}), cfg, step, "iterations", fresh)
+    loop.check_same_inputs(str(path), {"images": saved.get("data")}, {"images": data_id}, fresh)
     state.g.load_state_dict(saved["g"])
     state.d.load_state_dict(saved["d"])
     state.g_ema.load_state_dict(saved["g_ema"])
@@ -501,68 +483,91 @@ def _d_step(
     state.d_optim.zero_grad(set_to_none=True)
     loss.backward()
     state.d_optim.step()
-    out = {
+    return {
         "d_loss": float(loss.detach()),
         "real_score": float(real_pred.detach().float().mean()),
         "fake_score": float(fake_pred.detach().float().mean()),
     }
-    if cfg.r1_gamma > 0 and state.iteration % cfg.d_reg_every == 0:
-        penalty, pred = r1_penalty(d, real)
-        reg = cfg.r1_gamma / 2 * penalty * cfg.d_reg_every + 0 * pred[0].sum()
-        state.d_optim.zero_grad(set_to_none=True)
-        reg.backward()
-        state.d_optim.step()
-        out["r1"] = float(penalty.detach())
-    return out
+
+
+def _r1_step(state: _GanState, cfg: GeneratorPretrainConfig, real: Tensor) -> dict[str, float]:
+    """Lazy R1 (a phase every ``d_reg_every`` iterations), scaled by that interval."""
+    penalty, pred = r1_penalty(state.d, real)
+    reg = cfg.r1_gamma / 2 * penalty * cfg.d_reg_every + 0 * pred[0].sum()
+    state.d_optim.zero_grad(set_to_none=True)
+    reg.backward()
+    state.d_optim.step()
+    return {"r1": float(penalty.detach())}
 
 
 def _g_step(
     state: _GanState, cfg: GeneratorPretrainConfig, fake: Tensor, device: torch.device
 ) -> dict[str, float]:
     """G update on ``fake`` (with graph); D is frozen so only G's weights get gradients."""
-    g, d = state.g, state.d
-    batch = fake.shape[0]
-    set_requires_grad(d, False)
+    set_requires_grad(state.d, False)
     with amp_context(device, cfg.amp):
-        loss = losses.g_nonsaturating_loss(d(fake))
+        loss = losses.g_nonsaturating_loss(state.d(fake))
     state.g_optim.zero_grad(set_to_none=True)
     loss.backward()
     state.g_optim.step()
-    out = {"g_loss": float(loss.detach())}
-    if cfg.path_reg_weight > 0 and state.iteration % cfg.g_reg_every == 0:
-        path_batch = max(1, batch // cfg.path_batch_shrink)
-        z = mixing_noise(path_batch, cfg.style_dim, cfg.mixing_prob, device)
-        fake, latents = g(z, return_latents=True)
-        penalty, state.mean_path_length, length = path_length_penalty(
-            fake, latents, state.mean_path_length
-        )
-        reg = cfg.path_reg_weight * cfg.g_reg_every * penalty
-        state.g_optim.zero_grad(set_to_none=True)
-        reg.backward()
-        state.g_optim.step()
-        out["path_loss"] = float(penalty.detach())
-        out["path_length"] = length
-    return out
+    return {"g_loss": float(loss.detach())}
+
+
+def _path_step(
+    state: _GanState, cfg: GeneratorPretrainConfig, batch: int, device: torch.device
+) -> dict[str, float]:
+    """Lazy path-length regularisation (a phase every ``g_reg_every`` iterations)."""
+    path_batch = max(1, batch // cfg.path_batch_shrink)
+    z = mixing_noise(path_batch, cfg.style_dim, cfg.mixing_prob, device)
+    fake, latents = state.g(z, return_latents=True)
+    penalty, state.mean_path_length, length = path_length_penalty(
+        fake, latents, state.mean_path_length
+    )
+    reg = cfg.path_reg_weight * cfg.g_reg_every * penalty
+    state.g_optim.zero_grad(set_to_none=True)
+    reg.backward()
+    state.g_optim.step()
+    return {"path_loss": float(penalty.detach()), "path_length": length}
+
+
+def _phases(
+    state: _GanState, cfg: GeneratorPretrainConfig, device: torch.device
+) -> list[loop.Phase]:
+    """D, lazy R1, G, lazy path length: NVlabs' four phases. The inputs hold the real batch;
+    with ``reuse_fakes`` the G phase back-propagates through the batch the D phase saw
+    (generated once, with graph: ~10% faster on CPU), without it draws a fresh one as the
+    reference does."""
+
+    def d_phase(batch: dict[str, Tensor]) -> dict[str, float]:
+        n = batch["real"].shape[0]
+        if cfg.reuse_fakes:
+            batch["fake"] = _generate(state, cfg, n, device, grad=True)
+            return _d_step(state, cfg, batch["real"], batch["fake"].detach(), device)
+        return _d_step(state, cfg, batch["real"], _generate(state, cfg, n, device, False), device)
+
+    def g_phase(batch: dict[str, Tensor]) -> dict[str, float]:
+        fake = batch.get("fake")
+        if fake is None:
+            fake = _generate(state, cfg, batch["real"].shape[0], device, grad=True)
+        return _g_step(state, cfg, fake, device)
+
+    def path_phase(batch: dict[str, Tensor]) -> dict[str, float]:
+        return _path_step(state, cfg, batch["real"].shape[0], device)
+
+    phases = [loop.Phase("D", 1, d_phase)]
+    if cfg.r1_gamma > 0:
+        phases.append(loop.Phase("R1", cfg.d_reg_every, lambda b: _r1_step(state, cfg, b["real"])))
+    phases.append(loop.Phase("G", 1, g_phase))
+    if cfg.path_reg_weight > 0:
+        phases.append(loop.Phase("path", cfg.g_reg_every, path_phase))
+    return phases
 
 
 def _train_step(
     state: _GanState, cfg: GeneratorPretrainConfig, real: Tensor, device: torch.device
 ) -> dict[str, float]:
-    """One D step (+ lazy R1) then one G step (+ lazy path length).
-
-    With ``reuse_fakes`` the G step back-propagates through the very batch the D step just saw
-    (generated once, with graph), saving a generator forward pass per iteration (~10% on CPU);
-    the reference draws a fresh batch for the G step, which ``reuse_fakes: false`` restores.
-    """
-    batch = real.shape[0]
-    if cfg.reuse_fakes:
-        fake = _generate(state, cfg, batch, device, grad=True)
-        metrics = _d_step(state, cfg, real, fake.detach(), device)
-    else:
-        metrics = _d_step(state, cfg, real, _generate(state, cfg, batch, device, False), device)
-        fake = _generate(state, cfg, batch, device, grad=True)
-    metrics.update(_g_step(state, cfg, fake, device))
-    return metrics
+    """One iteration's phases at ``state.iteration`` (for benchmarks; the loop runs the same)."""
+    return loop.run_phases(_phases(state, cfg, device), state.iteration, {"real": real})
 
 
 @torch.no_grad()
@@ -622,54 +627,60 @@ def train_generator(
     _try_resume(state, cfg, state_path, data_gen, data_id)
     resumed_from = state.iteration
 
-    train_time = 0.0
-    stopped_early = False
-    last: dict[str, float] = {}
-    while state.iteration < cfg.iterations:
-        if _elapsed_over(start, cfg.time_limit_s):
-            stopped_early = True
-            break
-        t0 = time.perf_counter()
+    beta = {"now": float("nan")}
+
+    def draw(_step: int) -> dict[str, Tensor]:
         state.g.train()
         state.d.train()
-        real = _sample_real(images, cfg.batch_size, cfg.xflip, data_gen, device)
-        metrics = _train_step(state, cfg, real, device)
-        cur_nimg = (state.iteration + 1) * cfg.batch_size
-        beta = ema_beta(cfg.batch_size, cfg.ema_kimg, cfg.ema_rampup, cur_nimg)
-        update_ema(state.g_ema, state.g, beta)
-        state.iteration += 1
-        step_time = time.perf_counter() - t0
-        train_time += step_time
-        last = metrics
+        return {"real": _sample_real(images, cfg.batch_size, cfg.xflip, data_gen, device)}
 
-        if state.iteration % cfg.log_every == 0 or state.iteration == cfg.iterations:
-            row = {
-                "iteration": state.iteration,
-                "kimg": cur_nimg / 1000.0,
-                "seconds": round(time.perf_counter() - start, 3),
-                "ms_per_iter": round(1000.0 * step_time, 2),
-                "ema_beta": beta,
-                **metrics,
-            }
-            row.setdefault("r1", float("nan"))
-            state.rows.append(row)
-            if log_fn is not None:
-                # r1 is NaN on iterations without the lazy R1 step: the CSV keeps it, MLflow not
-                metrics = {k: float(v) for k, v in row.items() if k != "iteration"}
-                log_fn(state.iteration, {k: v for k, v in metrics.items() if math.isfinite(v)})
-        if cfg.sample_every and state.iteration % cfg.sample_every == 0:
-            _save_samples(
-                state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{state.iteration:06d}.png"
-            )
-            _write_csv(out_dir / LOSSES_FILE, _uniform_rows(state.rows))
-        if cfg.checkpoint_every and state.iteration % cfg.checkpoint_every == 0:
-            _save_gan_state(state, cfg, state_path, data_gen, data_id)
+    def after(step: int, _batch: Any, _terms: Any) -> None:
+        beta["now"] = ema_beta(cfg.batch_size, cfg.ema_kimg, cfg.ema_rampup, step * cfg.batch_size)
+        update_ema(state.g_ema, state.g, beta["now"])
+        state.iteration = step
+
+    def log_row(step: int) -> None:
+        row = {
+            "iteration": step,
+            "kimg": step * cfg.batch_size / 1000.0,
+            "seconds": round(time.perf_counter() - start, 3),
+            "ms_per_iter": round(1000.0 * training.last_seconds, 2),
+            "ema_beta": beta["now"],
+            **training.last_terms,
+        }
+        row.setdefault("r1", float("nan"))
+        state.rows.append(row)
+        if log_fn is not None:
+            # r1 is NaN on iterations without the lazy R1 step: the CSV keeps it, MLflow not
+            log_fn(step, loop.finite({k: v for k, v in row.items() if k != "iteration"}))
+
+    def samples(step: int) -> None:
+        _save_samples(state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{step:06d}.png")
+        _write_losses(out_dir / LOSSES_FILE, state.rows)
+
+    training = loop.TrainingLoop(
+        draw,
+        _phases(state, cfg, device),
+        [
+            loop.Periodic(cfg.log_every, log_row, True),
+            loop.Periodic(cfg.sample_every, samples, False),
+            loop.Periodic(
+                cfg.checkpoint_every,
+                lambda _s: _save_gan_state(state, cfg, state_path, data_gen, data_id),
+                False,
+            ),
+        ],
+        should_stop=loop.time_limit(start, cfg.time_limit_s),
+        after_iteration=after,
+    )
+    end = training.run(state.iteration, cfg.iterations)
+    stopped_early, train_time, last = end.stopped, end.seconds, end.last
 
     _save_samples(state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{state.iteration:06d}.png")
     _save_samples(state.g_ema, sample_z, out_dir / "samples.png")
     if cfg.checkpoint_every:
         _save_gan_state(state, cfg, state_path, data_gen, data_id)
-    _write_csv(out_dir / LOSSES_FILE, _uniform_rows(state.rows))
+    _write_losses(out_dir / LOSSES_FILE, state.rows)
     _export_generator(state, cfg, out_dir / GENERATOR_FILE)
 
     done = state.iteration - resumed_from
@@ -686,14 +697,6 @@ def train_generator(
         "final": last,
         "generator_path": str(out_dir / GENERATOR_FILE),
     }
-
-
-def _uniform_rows(rows: list[dict[str, float]]) -> list[dict[str, float]]:
-    """CSV rows with the same columns (optional terms such as path_loss only appear sometimes)."""
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -803,12 +806,8 @@ def train_sketch_net(
     val_before = _eval_l1_train_mode(net, x_val, y_val, cfg.batch_size)
 
     rows: list[dict[str, float]] = []
-    it, train_time, stopped_early, loss_val = 0, 0.0, False, float("nan")
-    while it < cfg.iterations:
-        if _elapsed_over(start, cfg.time_limit_s):
-            stopped_early = True
-            break
-        t0 = time.perf_counter()
+
+    def draw(_step: int) -> tuple[Tensor, Tensor]:
         net.train()
         idx = torch.randint(n_train, (cfg.batch_size,), generator=data_gen).to(device)
         x, y = x_train[idx], y_train[idx]
@@ -816,27 +815,37 @@ def train_sketch_net(
             # Generated images are noisier than renders; a little noise keeps the net from
             # drawing contours on GAN speckle.
             x = x + cfg.input_noise * torch.randn_like(x)
+        return x, y
+
+    def l1_phase(batch: tuple[Tensor, Tensor]) -> dict[str, float]:
+        x, y = batch
         loss = _stroke_weighted_l1(net(x), y, cfg.stroke_weight)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        it += 1
-        train_time += time.perf_counter() - t0
-        loss_val = float(loss.detach())
-        if it % cfg.log_every == 0 or it == cfg.iterations:
-            row = {
-                "iteration": it,
-                "seconds": round(time.perf_counter() - start, 3),
-                "loss": loss_val,
-            }
-            rows.append(row)
-            if log_fn is not None:
-                log_fn(it, {"sketch_loss": loss_val})
+        return {"loss": float(loss.detach())}
+
+    def log_row(step: int) -> None:
+        loss = training.last_terms["loss"]
+        seconds = round(time.perf_counter() - start, 3)
+        rows.append({"iteration": step, "seconds": seconds, "loss": loss})
+        if log_fn is not None:
+            log_fn(step, {"sketch_loss": loss})
+
+    training = loop.TrainingLoop(
+        draw,
+        [loop.Phase("L1", 1, l1_phase)],
+        [loop.Periodic(cfg.log_every, log_row, True)],
+        should_stop=loop.time_limit(start, cfg.time_limit_s),
+    )
+    end = training.run(0, cfg.iterations)
+    it, train_time, stopped_early = end.step, end.seconds, end.stopped
+    loss_val = end.last.get("loss", float("nan"))
 
     val_after = _eval_l1_train_mode(net, x_val, y_val, cfg.batch_size)
     if rows:
         rows[-1]["val_l1"] = val_after
-    _write_csv(out_dir / SKETCH_LOSSES_FILE, _uniform_rows(rows))
+    _write_losses(out_dir / SKETCH_LOSSES_FILE, rows)
     shown_x, shown_y = (x_val, y_val) if n_val else (x_train, y_train)
     _save_sketch_grid(net, shown_x, shown_y, cfg.batch_size, out_dir / SKETCH_SAMPLES_FILE)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

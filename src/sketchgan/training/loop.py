@@ -1,0 +1,194 @@
+"""The one training loop of the project: phases with their own interval, then periodic work.
+
+Every network sketchgan trains (StyleGAN2 pretraining, GANSketching fine-tuning, the sketch
+net, the world evaluator, the SBIR embedding) runs through ``TrainingLoop``. One iteration is
+
+1. ``draw(step)``: the iteration's data and random draws, in a fixed order (the seam a test
+   drives with recorded inputs, and what a resumed run repeats exactly);
+2. every ``Phase`` due at ``step`` (``step % every == 0``), in order, on those inputs; each
+   returns its named terms. Lazy regularisation is a phase with a longer interval, as in
+   NVlabs' StyleGAN2-ADA training loop (R1 every 16 D steps, path length every 4 G steps);
+3. every ``Periodic`` action due at the new step count (logging, sample grids, checkpoints,
+   evaluation), and all of them marked ``at_end`` after the last iteration.
+
+``should_stop`` is asked before each iteration (a time limit, an interactive Stop). What is
+particular to a network (its state, data, resume rules, outputs) stays in its trainer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sketchgan.config import Section
+from sketchgan.errors import SketchganError
+from sketchgan.io import write_text
+from sketchgan.training.state import config_differences
+
+Terms = dict[str, Any]
+
+
+def due(step: int, every: int) -> bool:
+    """``every`` > 0 divides ``step`` (0 disables a periodic action)."""
+    return every > 0 and step % every == 0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One part of an iteration: ``run(inputs) -> named terms``, at steps divisible by
+    ``every`` (counted from 0, so iteration 0 runs every phase)."""
+
+    name: str
+    every: int
+    run: Callable[[Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """``run(step)`` after the iteration that brings the count to a multiple of ``every``,
+    and after the last iteration when ``at_end``."""
+
+    every: int
+    run: Callable[[int], None]
+    at_end: bool
+
+
+@dataclass
+class LoopEnd:
+    step: int  # iterations done in total (a resumed run counts the earlier ones)
+    ran: int  # iterations this call ran
+    stopped: bool  # ``should_stop`` ended it before ``iters``
+    seconds: float  # wall time inside iterations, periodic work excluded
+    last: Terms = field(default_factory=dict)  # the last iteration's terms
+
+
+def run_phases(phases: Sequence[Phase], step: int, inputs: Any) -> Terms:
+    """The phases due at ``step`` on one iteration's inputs, in order; their terms merged."""
+    terms: Terms = {}
+    for phase in phases:
+        if step % phase.every == 0:
+            terms.update(phase.run(inputs))
+    return terms
+
+
+class TrainingLoop:
+    def __init__(
+        self,
+        draw: Callable[[int], Any],
+        phases: Sequence[Phase],
+        periodic: Sequence[Periodic] = (),
+        should_stop: Callable[[int], bool] | None = None,
+        after_iteration: Callable[[int, Any, Terms], None] | None = None,
+    ) -> None:
+        """``after_iteration(step, inputs, terms)`` runs after the phases and before the
+        periodic work (e.g. the trainer's meter, an EMA update); ``step`` is the new count."""
+        if not phases:
+            raise ValueError("TrainingLoop: no phases")
+        for phase in phases:
+            if phase.every < 1:
+                raise ValueError(f"TrainingLoop: phase {phase.name!r} has interval {phase.every}")
+        self.draw = draw
+        self.phases = tuple(phases)
+        self.periodic = tuple(periodic)
+        self.should_stop = should_stop
+        self.after_iteration = after_iteration
+        self.last_seconds = math.nan  # the latest iteration's wall time (for the log rows)
+        self.last_terms: Terms = {}
+
+    def iteration(self, step: int, inputs: Any) -> Terms:
+        return run_phases(self.phases, step, inputs)
+
+    def run(self, start: int, iters: int) -> LoopEnd:
+        step, seconds, stopped, last = start, 0.0, False, {}
+        while step < iters:
+            if self.should_stop is not None and self.should_stop(step):
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            inputs = self.draw(step)
+            last = self.iteration(step, inputs)
+            step += 1
+            if self.after_iteration is not None:
+                self.after_iteration(step, inputs, last)
+            self.last_seconds, self.last_terms = time.perf_counter() - t0, last
+            seconds += self.last_seconds
+            final = step == iters
+            for action in self.periodic:
+                if due(step, action.every) or (final and action.at_end):
+                    action.run(step)
+        return LoopEnd(step, step - start, stopped, seconds, last)
+
+
+def check_resume(
+    where: str,
+    saved: Mapping[str, Any],
+    config: Section,
+    saved_step: int,
+    length_field: str,
+    start_over: str,
+) -> None:
+    """The one resume policy: a state continues only the run that wrote it. A changed setting
+    that matters (``saved`` holds the writer's settings; the config's ``RESUME_FREE`` may
+    differ) or a state already past the run's length is one error naming the field and how to
+    start over; more iterations, other logging or another device continue."""
+    diffs = config_differences(saved, config.to_dict(), config.RESUME_FREE)
+    if diffs:
+        raise SketchganError(
+            f"{where}: written with other settings ({'; '.join(diffs)}); restore them, or "
+            f"{start_over}"
+        )
+    length = getattr(config, length_field)
+    if saved_step > length:
+        raise config.fail(
+            length_field,
+            f"is {length} but {where} is already at {saved_step}; raise it to continue, or "
+            f"{start_over}",
+        )
+
+
+def check_same_inputs(
+    where: str, saved: Mapping[str, str], current: Mapping[str, str], start_over: str
+) -> None:
+    """The data a state was trained on (fingerprints by name) must be the data given now."""
+    changed = [k for k, v in current.items() if saved.get(k) != v]
+    if changed:
+        raise SketchganError(
+            f"{where}: written for different inputs ({', '.join(changed)}); {start_over}"
+        )
+
+
+def time_limit(start: float, limit_s: float) -> Callable[[int], bool]:
+    """A ``should_stop`` for "stop once ``limit_s`` seconds (> 0) have passed since start"."""
+    return lambda _step: limit_s > 0 and time.perf_counter() - start > limit_s
+
+
+def write_rows(
+    path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None, missing: Any
+) -> None:
+    """The loss log as CSV, written atomically. ``columns`` fixes them (extra keys dropped);
+    None takes every key in first-seen order. Absent values are written as ``missing``."""
+    if not rows:
+        return
+    if columns is None:
+        names: list[str] = []
+        for row in rows:
+            names.extend(k for k in row if k not in names)
+        columns = names
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=list(columns), restval=missing, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The finite values only (NaN marks "not computed this interval" in the CSV)."""
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
