@@ -382,10 +382,19 @@ def _curves_section(losses: Mapping[str, Any] | None, history: Any, fig_dir: Pat
     for label, csv in losses.items():
         path = plot_training_curves(csv, fig_dir / f"curves_{_slug(label)}.png", label)
         if path is None:
-            section.blocks.append(f"{label}: {NOT_RUN} ({csv} missing or empty).")
+            section.blocks.append(f"{label}: {NOT_RUN} ({_shown(csv)} missing or empty).")
         else:
-            section.blocks.append(ImageBlock(f"{label} losses ({csv})", path))
+            section.blocks.append(ImageBlock(f"{label} losses ({_shown(csv)})", path))
     return section
+
+
+def _shown(path: Any) -> str:
+    """A path as the reader of the report knows it: relative to the project, not to the clone
+    it happened to be rendered in."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _timings_section(timings: Any) -> Section:
