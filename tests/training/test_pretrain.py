@@ -326,3 +326,23 @@ def test_log_fn_gets_step_and_finite_metrics(tmp_path: Path) -> None:
         images, contours, sketch_cfg, tmp_path / "s", log_fn=lambda s, m: calls.append((s, m))
     )
     assert any("sketch_val_l1" in m for _, m in calls)
+
+
+def test_a_non_finite_loss_stops_pretraining_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sketchgan.training import pretrain
+
+    images, _ = _shapes(8)
+    cfg = _tiny_cfg(iterations=4, path_reg_weight=0.0, sample_every=0, checkpoint_every=2)
+    real_d_step = pretrain._d_step
+
+    def broken_after_two(state, *args):
+        out = real_d_step(state, *args)
+        return {**out, "d_loss": float("nan")} if state.iteration == 2 else out
+
+    monkeypatch.setattr(pretrain, "_d_step", broken_after_two)
+    with pytest.raises(SketchganError, match=r"non-finite loss \(d_loss\) at step 3"):
+        train_generator(images, cfg, tmp_path)
+    saved = torch.load(tmp_path / "pretrain_state.pt", weights_only=True)
+    assert int(saved["step"]) == 2  # the state before the broken step, not overwritten

@@ -280,7 +280,13 @@ def train_evaluator(
         losses.append(loss.item())
         return {"loss": losses[-1]}
 
-    loop.TrainingLoop(draw, [loop.Phase("attributes", 1, attribute_phase)]).run(0, iters)
+    loop.TrainingLoop(
+        draw,
+        [loop.Phase("attributes", 1, attribute_phase)],
+        on_nonfinite=lambda step, _bad: SketchganError(
+            f"evaluator: non-finite loss at step {step}; lower evaluator.lr"
+        ),
+    ).run(0, iters)
     model.eval()
     info: dict[str, Any] = {
         "train_seconds": time.perf_counter() - start,

@@ -156,7 +156,13 @@ def train_sbir(
         losses.append(loss.item())
         return {"loss": losses[-1]}
 
-    loop.TrainingLoop(draw, [loop.Phase("triplet", 1, triplet_phase)]).run(0, iters)
+    loop.TrainingLoop(
+        draw,
+        [loop.Phase("triplet", 1, triplet_phase)],
+        on_nonfinite=lambda step, _bad: SketchganError(
+            f"sbir: non-finite loss at step {step}; lower baselines.sbir_lr"
+        ),
+    ).run(0, iters)
     model.info = {
         "first_loss": float(np.mean(losses[:20])),
         "final_loss": float(np.mean(losses[-20:])),

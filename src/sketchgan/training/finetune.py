@@ -938,7 +938,7 @@ class _Run:
     def sync(self, elapsed: float, stop: bool, log_now: bool) -> bool:
         """Read the meter (one device sync); raise on NaN/Inf; log; return 'stop' agreement."""
         metrics, stop_all = self.meter.read(self.t.parallel, stop)
-        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        bad = loop.nonfinite(metrics)
         if bad:
             raise self._nonfinite(f"loss ({', '.join(bad)})")
         if log_now and self.meter.steps:

@@ -85,9 +85,14 @@ class TrainingLoop:
         periodic: Sequence[Periodic] = (),
         should_stop: Callable[[int], bool] | None = None,
         after_iteration: Callable[[int, Any, Terms], None] | None = None,
+        on_nonfinite: Callable[[int, list[str]], Exception] | None = None,
     ) -> None:
         """``after_iteration(step, inputs, terms)`` runs after the phases and before the
-        periodic work (e.g. the trainer's meter, an EMA update); ``step`` is the new count."""
+        periodic work (e.g. the trainer's meter, an EMA update); ``step`` is the new count.
+        With ``on_nonfinite(step, names)`` every iteration's plain-number terms are checked and
+        a NaN/Inf raises what it returns, before any periodic work (so no checkpoint of the
+        broken state is written). Tensor terms are not read here: a trainer that keeps them on
+        the device checks them at its own sync points with ``nonfinite``."""
         if not phases:
             raise ValueError("TrainingLoop: no phases")
         for phase in phases:
@@ -98,6 +103,7 @@ class TrainingLoop:
         self.periodic = tuple(periodic)
         self.should_stop = should_stop
         self.after_iteration = after_iteration
+        self.on_nonfinite = on_nonfinite
         self.last_seconds = math.nan  # the latest iteration's wall time (for the log rows)
         self.last_terms: Terms = {}
 
@@ -118,6 +124,10 @@ class TrainingLoop:
                 self.after_iteration(step, inputs, last)
             self.last_seconds, self.last_terms = time.perf_counter() - t0, last
             seconds += self.last_seconds
+            if self.on_nonfinite is not None:
+                bad = nonfinite({k: v for k, v in last.items() if isinstance(v, int | float)})
+                if bad:
+                    raise self.on_nonfinite(step, bad)
             final = step == iters
             for action in self.periodic:
                 if due(step, action.every) or (final and action.at_end):
@@ -187,6 +197,11 @@ def write_rows(
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
+
+
+def nonfinite(metrics: Mapping[str, float]) -> list[str]:
+    """Names of the NaN/Inf values: the one test every trainer's stop guard uses."""
+    return [k for k, v in metrics.items() if not math.isfinite(float(v))]
 
 
 def finite(metrics: Mapping[str, float]) -> dict[str, float]:

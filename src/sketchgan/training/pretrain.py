@@ -672,6 +672,10 @@ def train_generator(
         ],
         should_stop=loop.time_limit(start, cfg.time_limit_s),
         after_iteration=after,
+        on_nonfinite=lambda step, bad: SketchganError(
+            f"{out_dir}: non-finite loss ({', '.join(bad)}) at step {step}; the last "
+            f"checkpoint ({state_path.name}, if any) is kept; lower pretrain.lr or check the data"
+        ),
     )
     end = training.run(state.iteration, cfg.iterations)
     stopped_early, train_time, last = end.stopped, end.seconds, end.last
@@ -837,6 +841,10 @@ def train_sketch_net(
         [loop.Phase("L1", 1, l1_phase)],
         [loop.Periodic(cfg.log_every, log_row, True)],
         should_stop=loop.time_limit(start, cfg.time_limit_s),
+        on_nonfinite=lambda step, bad: SketchganError(
+            f"{out_dir}: non-finite sketch-net loss at step {step}; lower pretrain_sketch.lr "
+            "or check the contours"
+        ),
     )
     end = training.run(0, cfg.iterations)
     it, train_time, stopped_early = end.step, end.seconds, end.stopped

@@ -1,0 +1,79 @@
+"""The one training loop: phase intervals, periodic work, the stop rule, the NaN guard."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sketchgan.errors import SketchganError
+from sketchgan.training import loop
+
+
+def test_phases_run_at_their_intervals_and_periodic_work_after_the_count():
+    calls: list[tuple[str, int]] = []
+
+    def phase(name):
+        return lambda step: calls.append((name, step)) or {name: 1.0}
+
+    periodic = [
+        loop.Periodic(2, lambda s: calls.append(("log", s)), True),
+        loop.Periodic(0, lambda s: calls.append(("never", s)), False),  # 0 disables
+    ]
+    training = loop.TrainingLoop(
+        lambda step: step,
+        [
+            loop.Phase("D", 1, phase("D")),
+            loop.Phase("R1", 3, phase("R1")),
+            loop.Phase("G", 1, phase("G")),
+        ],
+        periodic,
+    )
+    end = training.run(0, 5)
+    assert end.step == 5 and end.ran == 5 and not end.stopped
+    phases = [c for c in calls if c[0] in ("D", "R1", "G")]
+    assert [c for c in phases if c[0] == "R1"] == [("R1", 0), ("R1", 3)]  # lazy: 0, 3
+    assert phases[:3] == [("D", 0), ("R1", 0), ("G", 0)]  # in order within an iteration
+    assert [c for c in calls if c[0] == "log"] == [("log", 2), ("log", 4), ("log", 5)]  # + end
+    assert not [c for c in calls if c[0] == "never"]
+    assert end.last == {"D": 1.0, "G": 1.0} and math.isfinite(end.seconds)
+
+
+def test_a_resumed_loop_counts_from_its_start_and_a_stop_ends_it_early():
+    seen: list[int] = []
+    training = loop.TrainingLoop(
+        lambda step: seen.append(step) or step,
+        [loop.Phase("D", 1, lambda s: {"x": 0.0})],
+        should_stop=lambda step: step >= 6,
+    )
+    end = training.run(4, 10)
+    assert seen == [4, 5] and end.step == 6 and end.ran == 2 and end.stopped
+
+
+def test_a_non_finite_term_raises_before_the_periodic_work():
+    saved: list[int] = []
+    training = loop.TrainingLoop(
+        lambda step: step,
+        [loop.Phase("D", 1, lambda s: {"loss": float("nan") if s == 2 else 1.0})],
+        [loop.Periodic(1, saved.append, True)],
+        on_nonfinite=lambda step, bad: SketchganError(f"bad {bad} at {step}"),
+    )
+    with pytest.raises(SketchganError, match=r"bad \['loss'\] at 3"):
+        training.run(0, 5)
+    assert saved == [1, 2]  # no checkpoint of the broken state
+
+
+def test_resume_policy_names_the_changed_setting_and_the_way_out(tmp_path):
+    from conftest import repo_params
+
+    from sketchgan.training.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig.from_params(repo_params())
+    saved = cfg.to_dict()
+    loop.check_resume("ckpt", {**saved, "iters": 5, "device": "cuda"}, cfg, 5, "iters", "go")
+    with pytest.raises(SketchganError, match=r"ckpt: written with other settings \(lr: 0.1 ->"):
+        loop.check_resume("ckpt", {**saved, "lr": 0.1}, cfg, 5, "iters", "go")
+    with pytest.raises(SketchganError, match=r"'train\.iters' is 1000 but ckpt is already at 2000"):
+        loop.check_resume("ckpt", saved, cfg, 2000, "iters", "go")
+    with pytest.raises(SketchganError, match=r"different inputs \(sketches\); go"):
+        loop.check_same_inputs("ckpt", {"sketches": "a"}, {"sketches": "b"}, "go")
