@@ -72,8 +72,12 @@ class Section:
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
+        names = []
         for field in dataclasses.fields(self):
+            names.append(field.name)
             self._check_value(field.name, getattr(self, field.name), hints[field.name])
+        if "device" in names:  # every trainer's: what ``runtime.pick_device`` understands
+            _check_device(self, "device")
         self.check()
 
     def _check_value(self, name: str, value: Any, kind: Any) -> None:
@@ -141,7 +145,7 @@ class Section:
         return dataclasses.replace(self, **changes)
 
 
-def check_device(section: Section, name: str) -> None:
+def _check_device(section: Section, name: str) -> None:
     """auto | cpu | cuda | cuda:N (what ``runtime.pick_device`` understands)."""
     value = getattr(section, name)
     if not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from sketchgan.checkpoints import load_checkpoint, load_sketch_net
-from sketchgan.config import Section, check_device
+from sketchgan.config import Section
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_grid, save_torch, sha256_file
 from sketchgan.models.photosketch import to3ch
@@ -154,7 +154,6 @@ class FinetuneConfig(Section):
             raise _fail(
                 "sketch_scale", f"must be 0 (auto) or a power of two, got {self.sketch_scale}"
             )
-        check_device(self, "device")
 
 
 TUNE_MODES = typing.get_args(typing.get_type_hints(FinetuneConfig)["tune"])

@@ -107,9 +107,6 @@ class TrainingLoop:
         self.last_seconds = math.nan  # the latest iteration's wall time (for the log rows)
         self.last_terms: Terms = {}
 
-    def iteration(self, step: int, inputs: Any) -> Terms:
-        return run_phases(self.phases, step, inputs)
-
     def run(self, start: int, iters: int) -> LoopEnd:
         step, seconds, stopped, last = start, 0.0, False, {}
         while step < iters:
@@ -118,7 +115,7 @@ class TrainingLoop:
                 break
             t0 = time.perf_counter()
             inputs = self.draw(step)
-            last = self.iteration(step, inputs)
+            last = run_phases(self.phases, step, inputs)
             step += 1
             if self.after_iteration is not None:
                 self.after_iteration(step, inputs, last)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from sketchgan.config import Section, check_device
+from sketchgan.config import Section
 from sketchgan.errors import SketchganError
 from sketchgan.io import save_grid, save_torch
 from sketchgan.runtime import pick_device, seed_everything
@@ -163,7 +163,6 @@ class GeneratorPretrainConfig(Section):
             raise self.fail("batch_size", f"must be <= 4 or a multiple of 4, got {self.batch_size}")
         if self.path_reg_weight > 0 and self.batch_size // self.path_batch_shrink < 1:
             raise self.fail("path_batch_shrink", "leaves an empty path-length batch")
-        check_device(self, "device")
 
     def model_config(self) -> dict[str, int]:
         """The architecture block stored in ``generator.pt`` (what a loader needs to rebuild)."""
@@ -223,9 +222,6 @@ class SketchNetConfig(Section):
     time_limit_s: float
     seed: int
     device: str
-
-    def check(self) -> None:
-        check_device(self, "device")
 
     def model_config(self) -> dict[str, int]:
         return {
