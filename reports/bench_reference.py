@@ -4,12 +4,16 @@ The reference is PeterWang512/GANSketching, given as a checkout (``--reference D
 part of this repository and nothing of it is copied here). Its training step runs as its
 ``GANTrainer.train_one_step`` does: ``GANModel`` in the modes 'discriminator',
 'discriminator-regularize' (every ``d_reg_every`` iterations) and 'generator', each followed by
-zero_grad / backward / Adam step, with the requires_grad switches in between. To run it on a CPU
-without its CUDA extensions, its ``training/networks/op`` package is replaced by a shim written
-here (upfirdn2d by zero insertion + padding + a depthwise convolution, bias + leaky ReLU + gain),
-in a temporary copy of its ``training`` folder. At the embedded architecture that copy also gets
-the two changes the reference has no option for: its channel tables capped at ``channel_max``
-(GANSketching's are fixed at 512 up to 32 px) and the PhotoSketch ``ngf``. Its ``torch.load``
+zero_grad / backward / Adam step, with the requires_grad switches in between. It runs in a
+temporary copy of its ``training`` folder, on the CPU: by default with its own CPU code for the
+resampling and activation ops (``--reference-ops own``: only the import-time build of its CUDA
+extensions is skipped; its ``op`` functions take their plain-PyTorch branch for CPU tensors), or
+with its ``op`` package replaced by a shim written here (``--reference-ops shim``: upfirdn2d by
+zero insertion + padding + one depthwise convolution, bias + leaky ReLU + gain), which makes the
+reference faster than its own code and so is the stricter comparison. Both are checked against
+our ops before timing. At the embedded architecture that copy also gets the two changes the
+reference has no option for: its channel tables capped at ``channel_max`` (GANSketching's are
+fixed at 512 up to 32 px) and the PhotoSketch ``ngf``. Its ``torch.load``
 calls read only files this script wrote, and only with ``weights_only=True``.
 
 Both sides: random-init networks of the same architecture, batch 4, mapping-only tuning, the
@@ -18,7 +22,7 @@ image regulariser (l_image 0.7), translation augmentation, R1 every 16 iteration
 the table gives the median over rounds of each round's ms/iteration.
 
     .venv/bin/python reports/bench_reference.py --reference /path/to/GANSketching \\
-        [--config embedded|256] [--iters 16] [--rounds 3] [--threads 2]
+        [--config embedded|256] [--iters 16] [--rounds 3] [--threads 2] [--reference-ops own]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchgan.models import stylegan2 as sg
 from sketchgan.models.photosketch import ResnetGenerator
 from sketchgan.models.stylegan2 import Discriminator, Generator
 from sketchgan.runtime import load_params
@@ -88,13 +93,35 @@ class _FusedLeakyReLU(nn.Module):
         return _fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
 
 
-def _install_reference(src: Path, work: Path, channel_max: int, ngf: int) -> types.ModuleType:
+def _cpu_only_extensions(op_dir: Path) -> None:
+    """Keep the reference's own ``op`` code but skip building its CUDA extensions.
+
+    Its ``upfirdn2d`` and ``fused_leaky_relu`` take a plain-PyTorch branch for CPU tensors
+    (``upfirdn2d_native``, ``F.leaky_relu``) and never touch the compiled modules there; only
+    the import-time ``cpp_extension.load`` (which needs nvcc) has to go. A CUDA branch reached
+    by mistake would fail on the ``None`` left in the extension's place.
+    """
+    line = "from torch.utils.cpp_extension import load"
+    for name in ("upfirdn2d.py", "fused_act.py"):
+        path = op_dir / name
+        text = path.read_text()
+        if line not in text:
+            raise SystemExit(f"{path}: its extension import not found (another reference version?)")
+        path.write_text(text.replace(line, "load = lambda *args, **kwargs: None  # CPU only"))
+
+
+def _install_reference(
+    src: Path, work: Path, channel_max: int, ngf: int, ops: str
+) -> types.ModuleType:
     """A temporary copy of the reference's ``training`` package, importable, on the CPU."""
     if not (src / "training" / "gan_model.py").is_file():
         raise SystemExit(f"{src}: not a GANSketching checkout (no training/gan_model.py)")
     dst = work / "ref"
     shutil.copytree(src / "training", dst / "training")
-    shutil.rmtree(dst / "training" / "networks" / "op")
+    if ops == "own":
+        _cpu_only_extensions(dst / "training" / "networks" / "op")
+    else:
+        shutil.rmtree(dst / "training" / "networks" / "op")
     sg = dst / "training" / "networks" / "stylegan2.py"
     text = sg.read_text()
     # cap the channel tables: "   16: 512," -> "   16: min(512, CAP),"
@@ -105,15 +132,36 @@ def _install_reference(src: Path, work: Path, channel_max: int, ngf: int) -> typ
     if old not in tf.read_text():
         raise SystemExit(f"{tf}: PhotoSketch construction not found (another reference version?)")
     tf.write_text(tf.read_text().replace(old, old[:-1] + f", ngf={ngf})"))
-    op = types.ModuleType("training.networks.op")
-    op.upfirdn2d, op.fused_leaky_relu, op.FusedLeakyReLU = (
-        _upfirdn2d,
-        _fused_leaky_relu,
-        _FusedLeakyReLU,
-    )
-    sys.modules["training.networks.op"] = op
+    if ops == "shim":
+        op = types.ModuleType("training.networks.op")
+        op.upfirdn2d, op.fused_leaky_relu, op.FusedLeakyReLU = (
+            _upfirdn2d,
+            _fused_leaky_relu,
+            _FusedLeakyReLU,
+        )
+        sys.modules["training.networks.op"] = op
     sys.path.insert(0, str(dst))
     return importlib.import_module("training.gan_model")
+
+
+def check_reference_ops() -> None:
+    """Refuse to time a reference whose resampling or activation computes something else."""
+    op = importlib.import_module("training.networks.op")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    bias = torch.randn(3)
+    k, k4 = sg.make_kernel((1, 3, 3, 1)), sg.make_kernel((1, 3, 3, 1), gain=4)
+    pairs = {
+        "blur": (op.upfirdn2d(x, k, pad=(2, 1)), sg.blur2d(x, k, (2, 1))),
+        "upsample": (op.upfirdn2d(x, k4, up=2, pad=(2, 1)), sg.upsample2d(x, k4)),
+        "downsample": (
+            op.upfirdn2d(x, k, down=2, pad=(1, 1)),
+            sg.blur2d(x, k, (1, 1))[:, :, ::2, ::2],
+        ),
+        "bias + leaky ReLU": (op.fused_leaky_relu(x, bias), sg.fused_leaky_relu(x, bias)),
+    }
+    for name, (theirs, mine) in pairs.items():
+        if theirs.shape != mine.shape or not torch.allclose(theirs, mine, atol=1e-6):
+            raise SystemExit(f"reference op {name!r} differs from ours: timings would not compare")
 
 
 # ------------------------------------------------------------------ both trainers
@@ -224,6 +272,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
+        "--reference-ops",
+        choices=("own", "shim"),
+        default="own",
+        help="own: the reference's CPU code for upfirdn2d and the bias + leaky ReLU (what it runs"
+        " on a CPU); shim: this script's grouped-convolution version of both (faster)",
+    )
+    p.add_argument(
         "--skip-r1",
         action="store_true",
         help="time only iterations without the lazy R1 (--iters < 16; for the slow 256 px rows)",
@@ -237,7 +292,10 @@ def main() -> None:
     size = arch["size"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        gan_model = _install_reference(args.reference, work, arch["channel_max"], arch["ngf"])
+        gan_model = _install_reference(
+            args.reference, work, arch["channel_max"], arch["ngf"], args.reference_ops
+        )
+        check_reference_ops()
         ps_path = work / "photosketch.pth"
         torch.manual_seed(0)
         ref_ps = importlib.import_module("training.networks.pix2pix").ResnetGenerator(
@@ -280,7 +338,8 @@ def main() -> None:
     ref_ms, our_ms = (statistics.median(rows[k]) for k in ("reference", "ours"))
     print(
         f"| {args.config} | {ref_ms:.1f} | {our_ms:.1f} | {our_ms / ref_ms:.2f}x |"
-        f"  (torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"  (reference ops: {args.reference_ops}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, "
         f"{args.rounds} rounds x {args.iters} its{', no R1' if args.skip_r1 else ', R1 once'})"
     )
     assert math.isfinite(ref_ms) and math.isfinite(our_ms)

@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
+from sketchgan import report
 from sketchgan.errors import SketchganError
 from sketchgan.report import PAPER_FID, git_commit, load_metrics, render_report
 
@@ -251,3 +253,16 @@ def test_flat_metrics_are_the_headline_numbers_one_level_and_narrow():
     shown["sbir.fid"] = 300.0
     width = len("reports/metrics.json") + sum(max(len(k), 7) + 2 for k in shown)
     assert width <= 160, width
+
+
+def test_training_curves_skip_terms_a_run_never_computed(tmp_path):
+    """A loss log has fixed columns; a term the objective did not compute is blank in every row
+    (not 0) and gets no empty panel."""
+    csv = tmp_path / "losses.csv"
+    csv.write_text("step,d_sketch_real,g_weight,r1_sketch,seconds\n3,0.7,,0.1,1\n6,0.6,,,2\n")
+    columns = ["d_sketch_real", "r1_sketch", "seconds"]
+    assert report.curve_columns(pd.read_csv(csv)) == ("step", columns)
+    out = report.plot_training_curves(csv, tmp_path / "curves.png")
+    assert out is not None and out.is_file()
+    csv.write_text("step,g_weight\n3,\n")
+    assert report.plot_training_curves(csv, tmp_path / "none.png") is None

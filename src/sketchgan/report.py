@@ -552,6 +552,14 @@ def _x_column(frame: pd.DataFrame) -> str | None:
     return None
 
 
+def curve_columns(frame: pd.DataFrame) -> tuple[str | None, list[str]]:
+    """The x column and the panels of a loss log: numeric columns with at least one value (a
+    term the run never computed is blank in every row and gets no empty panel)."""
+    x_name = _x_column(frame)
+    numeric = frame.dropna(axis=1, how="all").select_dtypes("number").columns
+    return x_name, [c for c in numeric if c != x_name]
+
+
 def plot_training_curves(
     csv: str | os.PathLike, path: str | os.PathLike, title: str = ""
 ) -> Path | None:
@@ -565,8 +573,7 @@ def plot_training_curves(
         if isinstance(exc, pd.errors.EmptyDataError):
             return None
         raise SketchganError(f"{csv}: not a readable CSV ({exc.__class__.__name__})") from exc
-    x_name = _x_column(frame)
-    columns = [c for c in frame.select_dtypes("number").columns if c != x_name]
+    x_name, columns = curve_columns(frame)
     if frame.empty or not columns:
         return None
     x = frame[x_name] if x_name else pd.Series(range(len(frame)))

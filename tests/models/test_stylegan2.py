@@ -303,3 +303,19 @@ def test_channels_last_option_gives_same_images():
         got = g([z], randomize_noise=False)[0]
     assert g.input.input.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [4, 8, 2])
+def test_discriminator_real_and_fake_in_one_pass_equals_two_passes(n):
+    """Interleaving keeps each minibatch-stddev group all real or all fake (n = 8: groups of
+    every second sample); n = 2 (smaller than a group) takes two passes."""
+    d = tiny_discriminator()
+    real, fake = torch.randn(n, 3, 16, 16), torch.randn(n, 3, 16, 16)
+    real_pred, fake_pred = d.real_and_fake(real, fake)
+    assert real_pred.shape == fake_pred.shape == (n, 1)
+    torch.testing.assert_close(real_pred, d(real), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fake_pred, d(fake), rtol=1e-5, atol=1e-6)
+    # the stddev statistic must not mix real and fake: a fake batch of a different spread
+    # changes the fakes' scores only
+    real_again, _ = d.real_and_fake(real, fake * 5)
+    torch.testing.assert_close(real_again, real_pred, rtol=1e-5, atol=1e-6)

@@ -257,6 +257,7 @@ def test_logs_samples_and_best_checkpoint(inputs, tmp_path, monkeypatch):
     )
     assert [s for s, _ in logged] == [3, 6]
     assert {"d_sketch_real", "g_sketch", "g_image", "r1_sketch", "r1_image"} <= set(logged[0][1])
+    assert "g_weight" not in logged[0][1]  # l_weight 0: a term not computed is not logged as 0
     rows = (tmp_path / "losses.csv").read_text().splitlines()
     assert (
         rows[0].startswith("step,d_sketch_real") and rows[0].endswith("seconds") and len(rows) == 3

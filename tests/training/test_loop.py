@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from sketchgan.errors import SketchganError
 from sketchgan.training import loop
@@ -77,3 +78,47 @@ def test_resume_policy_names_the_changed_setting_and_the_way_out(tmp_path):
         loop.check_resume("ckpt", saved, cfg, 2000, "iters", "go")
     with pytest.raises(SketchganError, match=r"different inputs \(sketches\); go"):
         loop.check_same_inputs("ckpt", {"sketches": "a"}, {"sketches": "b"}, "go")
+
+
+# ---------------------------------------------------------------------------- the meter
+
+
+def test_meter_means_each_term_over_the_iterations_that_produced_it():
+    meter = loop.Meter({"d": "D_loss", "r1": "r1_penalty", "w": "l_weight"})
+    meter.add({"D_loss": torch.tensor(1.0), "r1_penalty": torch.tensor(4.0), "other": 9.0})
+    meter.add({"D_loss": 3.0})  # numbers and tensors alike; R1 only on its lazy steps
+    means, flags = meter.read()
+    assert means == {"d": 2.0, "r1": 4.0} and flags == [] and meter.steps == 2  # no "w"
+    # one all-reduce of sums, counts and flags: means over processes, flags summed
+    means, flags = meter.read(lambda packed: packed * 2, [1.0])
+    assert means == {"d": 2.0, "r1": 4.0} and flags == [2.0]
+    saved = meter.state()
+    meter.reset()
+    assert meter.read()[0] == {} and meter.steps == 0
+    meter.load(saved, "ckpt.pt")
+    assert meter.read()[0] == {"d": 2.0, "r1": 4.0} and meter.steps == 2
+    with pytest.raises(SketchganError, match=r"ckpt.pt: its loss meter logs other terms"):
+        loop.Meter(["d"]).load(saved, "ckpt.pt")
+
+
+def test_the_loop_feeds_its_meter_every_iteration():
+    meter = loop.Meter(["loss", "reg"])
+    seen: list[dict[str, float]] = []
+
+    def log(_step: int) -> None:
+        seen.append(meter.read()[0])
+        meter.reset()
+
+    training = loop.TrainingLoop(
+        lambda step: float(step),
+        [loop.Phase("L", 1, lambda x: {"loss": x}), loop.Phase("reg", 2, lambda x: {"reg": -x})],
+        [loop.Periodic(2, log, True)],
+        meter=meter,
+    )
+    training.run(0, 5)
+    # intervals {0, 1}, {2, 3}, {4}; reg ran at steps 0, 2, 4
+    assert seen == [
+        {"loss": 0.5, "reg": 0.0},
+        {"loss": 2.5, "reg": -2.0},
+        {"loss": 4.0, "reg": -4.0},
+    ]

@@ -12,7 +12,7 @@ from conftest import repo_params
 from torch import nn
 
 from sketchgan.errors import SketchganError
-from sketchgan.training import pretrain
+from sketchgan.training import loop, pretrain
 from sketchgan.training.pretrain import (
     GeneratorPretrainConfig,
     SketchNetConfig,
@@ -267,6 +267,37 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         train_generator(images.flip(0), _tiny_cfg(iterations=4, **kw), parts)
     other = train_generator(images, _tiny_cfg(iterations=4, lr=0.001, resume=False, **kw), parts)
     assert other["resumed_from"] == 0
+
+
+def test_rows_are_interval_means_and_survive_a_resume_inside_an_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logged values are the meter's means over each log interval (R1 over its lazy
+    steps only); a state saved mid-interval carries the open sums, so the resumed run writes
+    the rows an uninterrupted one does."""
+    images, _ = _shapes(16)
+    kw = dict(path_reg_weight=0.0, sample_every=0, checkpoint_every=2, log_every=3)
+    per_step_cfg = _tiny_cfg(iterations=6, **{**kw, "log_every": 1})
+    every = train_generator(images, per_step_cfg, tmp_path / "a")
+    straight = train_generator(images, _tiny_cfg(iterations=6, **kw), tmp_path / "b")
+    with monkeypatch.context() as m:  # stopped (as by its time limit) after iteration 2
+        m.setattr(loop, "time_limit", lambda _start, _limit: lambda step: step >= 2)
+        first = train_generator(images, _tiny_cfg(iterations=6, **kw), tmp_path / "c")
+    assert first["stopped_early"] and first["iterations"] == 2
+    resumed = train_generator(images, _tiny_cfg(iterations=6, **kw), tmp_path / "c")
+    assert straight["iterations"] == resumed["iterations"] == every["iterations"] == 6
+    per_step = _read_rows(tmp_path / "a" / "losses.csv")
+    rows_b = _read_rows(tmp_path / "b" / "losses.csv")
+    rows_c = _read_rows(tmp_path / "c" / "losses.csv")
+    assert [r["iteration"] for r in rows_b] == [r["iteration"] for r in rows_c] == ["3", "6"]
+    for name in ("d_loss", "g_loss", "real_score"):
+        steps = [float(r[name]) for r in per_step]
+        for row_b, row_c, window in zip(rows_b, rows_c, (steps[:3], steps[3:]), strict=True):
+            assert float(row_b[name]) == pytest.approx(sum(window) / 3, rel=1e-5)
+            assert float(row_c[name]) == pytest.approx(float(row_b[name]), rel=1e-5)
+    # d_reg_every 2: R1 ran at iterations 1 and 3 of the first interval, so its mean is theirs
+    r1 = [float(r["r1"]) for r in per_step[:3]]
+    assert math.isnan(r1[1]) and float(rows_b[0]["r1"]) == pytest.approx((r1[0] + r1[2]) / 2)
 
 
 def test_time_limit_stops_early_but_writes_outputs(tmp_path: Path) -> None:

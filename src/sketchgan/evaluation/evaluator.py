@@ -34,6 +34,7 @@ from sketchgan.training import loop
 ROTATION_PERIOD = 72.0
 LINEAR_FIELDS = ("cx", "cy", "scale")
 FEATURE_DIM = 256
+FINAL_LOSS_WINDOW = 50  # iterations per loss mean; the last one is the reported final_loss
 
 
 def _default_config(size: int, width: int) -> dict[str, Any]:
@@ -264,7 +265,12 @@ def train_evaluator(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.15)
     model.train()
-    losses: list[float] = []
+    meter = loop.Meter(["loss"], dtype=torch.float64)
+    final: dict[str, float] = {}
+
+    def close_window(_step: int) -> None:
+        final.update(meter.read()[0])
+        meter.reset()
 
     def draw(_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         idx = torch.randint(0, n_train, (batch,), generator=gen)
@@ -277,12 +283,13 @@ def train_evaluator(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(loss.item())
-        return {"loss": losses[-1]}
+        return {"loss": loss.item()}
 
     loop.TrainingLoop(
         draw,
         [loop.Phase("attributes", 1, attribute_phase)],
+        [loop.Periodic(FINAL_LOSS_WINDOW, close_window, True)],
+        meter=meter,
         on_nonfinite=lambda step, _bad: SketchganError(
             f"evaluator: non-finite loss at step {step}; lower evaluator.lr"
         ),
@@ -291,7 +298,7 @@ def train_evaluator(
     info: dict[str, Any] = {
         "train_seconds": time.perf_counter() - start,
         "train_cpu_seconds": time.process_time() - cpu_start,
-        "final_loss": float(np.mean(losses[-50:])),
+        "final_loss": final["loss"],  # the mean over the last window of iterations
         "size": size,
         "n_train": n_train,
         "iters": iters,

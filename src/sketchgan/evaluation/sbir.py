@@ -24,6 +24,8 @@ from sketchgan.training import loop
 
 Reduce = Literal["min", "mean"]
 
+LOSS_WINDOW = 20  # iterations per loss mean; first_loss is the first window's, final_loss the last
+
 
 def _encoder(in_channels: int, width: int, dim: int) -> nn.Sequential:
     """Three stride-2 stages, then a 4x4 map flattened: small enough to train in a minute on a CPU.
@@ -140,7 +142,12 @@ def train_sbir(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     batch = min(batch, len(images))
     max_shift = images.shape[-1] // 16
-    losses: list[float] = []
+    meter = loop.Meter(["loss"], dtype=torch.float64)
+    windows: list[float] = []  # the mean loss of each window of iterations
+
+    def close_window(_step: int) -> None:
+        windows.append(meter.read()[0]["loss"])
+        meter.reset()
 
     def draw(_step: int) -> torch.Tensor:
         idx = torch.randperm(len(images), generator=gen)[:batch]
@@ -153,19 +160,20 @@ def train_sbir(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
-        return {"loss": losses[-1]}
+        return {"loss": loss.item()}
 
     loop.TrainingLoop(
         draw,
         [loop.Phase("triplet", 1, triplet_phase)],
+        [loop.Periodic(LOSS_WINDOW, close_window, True)],
+        meter=meter,
         on_nonfinite=lambda step, _bad: SketchganError(
             f"sbir: non-finite loss at step {step}; lower baselines.sbir_lr"
         ),
     ).run(0, iters)
     model.info = {
-        "first_loss": float(np.mean(losses[:20])),
-        "final_loss": float(np.mean(losses[-20:])),
+        "first_loss": windows[0],
+        "final_loss": windows[-1],
         "iters": iters,
     }
     return model.eval()

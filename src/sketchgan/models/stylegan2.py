@@ -667,6 +667,18 @@ class Discriminator(nn.Module):
         out = self.final_conv(self._minibatch_stddev(out))
         return self.final_linear(out.reshape(out.shape[0], -1))
 
+    def real_and_fake(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """``(self(real), self(fake))`` in one pass of twice the batch (fewer, larger
+        convolutions: faster on a CPU). The samples are interleaved (r0, f0, r1, f1, ...): the
+        minibatch-stddev groups take every (2n / group)-th sample, so each group is then all
+        real or all fake with the same members as in two passes. Batches that are not a
+        multiple of the group (where one pass would mix them) take two passes."""
+        n = real.shape[0]
+        if fake.shape != real.shape or n % self.stddev_group:
+            return self(real), self(fake)
+        pred = self(torch.stack([real, fake], 1).flatten(0, 1)).view(n, 2, -1)
+        return pred[:, 0], pred[:, 1]
+
     def load_state_dict(
         self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False
     ):

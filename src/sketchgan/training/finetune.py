@@ -768,59 +768,6 @@ class _Trainer:
 # --------------------------------------------------------------------------------------------
 
 
-class _Meter:
-    """Loss sums kept on the device, read once per log interval (no per-step sync)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums = torch.zeros(len(METRIC_NAMES), device=self.device)
-        self.r1_sums = torch.zeros(len(R1_NAMES), device=self.device)
-        self.steps = 0
-        self.r1_steps = 0
-
-    def state(self) -> dict[str, Any]:
-        """The partial sums of the open interval: checkpointed, so a resumed run writes the
-        same losses.csv rows (and MLflow values) as one that was never stopped."""
-        return {
-            "sums": self.sums.detach().cpu(),
-            "r1_sums": self.r1_sums.detach().cpu(),
-            "steps": self.steps,
-            "r1_steps": self.r1_steps,
-        }
-
-    def load(self, st: Mapping[str, Any]) -> None:
-        self.sums = st["sums"].to(self.device, torch.float32).clone()
-        self.r1_sums = st["r1_sums"].to(self.device, torch.float32).clone()
-        self.steps, self.r1_steps = int(st["steps"]), int(st["r1_steps"])
-
-    def add(self, terms: Mapping[str, Tensor], with_r1: bool) -> None:
-        zero = self.sums.new_zeros(())
-        self.sums += torch.stack(
-            [terms.get(METRIC_TERMS[k], zero).detach().float() for k in METRIC_NAMES]
-        )
-        self.steps += 1
-        if with_r1:
-            self.r1_sums += torch.stack(
-                [terms.get(R1_TERMS[k], zero).detach().float() for k in R1_NAMES]
-            )
-            self.r1_steps += 1
-
-    def read(self, parallel: Parallel, stop: bool) -> tuple[dict[str, float], bool]:
-        """Averages over the interval and processes, plus whether any process wants to stop."""
-        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
-        packed = parallel.sum_tensor(torch.cat([self.sums, self.r1_sums, flag]))
-        values = packed.tolist()
-        n, world = max(self.steps, 1), parallel.world_size
-        out = {k: v / (n * world) for k, v in zip(METRIC_NAMES, values, strict=False)}
-        r1_vals = values[len(METRIC_NAMES) : len(METRIC_NAMES) + len(R1_NAMES)]
-        r1_n = max(self.r1_steps, 1) * world
-        out.update({k: v / r1_n for k, v in zip(R1_NAMES, r1_vals, strict=True)})
-        return out, values[-1] > 0
-
-
 def _read_rows(path: Path, upto: int) -> list[dict[str, str]]:
     """Rows of an earlier run's losses.csv up to the resumed step (later ones get replayed)."""
     if not path.is_file():
@@ -864,7 +811,7 @@ class _Run:
         self.best_score: float | None = None
         self.elapsed_before = 0.0
         self.rows: list[dict[str, Any]] = []
-        self.meter = _Meter(trainer.device)
+        self.meter = loop.Meter({**METRIC_TERMS, **R1_TERMS}, trainer.device)
         self.last_metrics: dict[str, float] = {}
         self.last_good_step: int | None = None
 
@@ -888,8 +835,7 @@ class _Run:
         self.t.load_shared_state(ckpt["shared"], where)
         local = ckpt["local"][self.t.parallel.rank]
         self.t.load_local_state(local)
-        if "meter" in local:
-            self.meter.load(local["meter"])
+        self.meter.load(local.get("meter"), where)
         self.step = int(ckpt["step"])
         self.best_step = ckpt.get("best_step")
         self.best_score = ckpt.get("best_score")
@@ -936,26 +882,19 @@ class _Run:
 
     def sync(self, elapsed: float, stop: bool, log_now: bool) -> bool:
         """Read the meter (one device sync); raise on NaN/Inf; log; return 'stop' agreement."""
-        metrics, stop_all = self.meter.read(self.t.parallel, stop)
+        metrics, (stop_all,) = self.meter.read(self.t.parallel.sum_tensor, [float(stop)])
         bad = loop.nonfinite(metrics)
         if bad:
             raise self._nonfinite(f"loss ({', '.join(bad)})")
         if log_now and self.meter.steps:
             self.last_metrics = metrics
             if self.t.parallel.is_main:
-                row = {"step": self.step, **metrics, "seconds": round(elapsed, 3)}
-                if not self.meter.r1_steps:
-                    row.update({k: "" for k in R1_NAMES})
-                self.rows.append(row)
+                self.rows.append({"step": self.step, **metrics, "seconds": round(elapsed, 3)})
                 _write_rows(self.out_dir / LOSSES_FILE, self.rows)
                 if self.log_fn is not None:
-                    log_metrics = dict(metrics)
-                    if not self.meter.r1_steps:
-                        for k in R1_NAMES:
-                            log_metrics.pop(k)
-                    self.log_fn(self.step, log_metrics)
+                    self.log_fn(self.step, metrics)
             self.meter.reset()
-        return stop_all
+        return stop_all > 0
 
     def evaluate(self) -> None:
         """Call ``eval_fn`` on rank 0 with the training RNG streams set aside."""
@@ -980,9 +919,8 @@ class _Run:
         alone = t.parallel.world_size == 1
         stop_fn = self.stop_fn
 
-        def after(step: int, inp: StepInputs, terms: dict[str, Tensor]) -> None:
+        def after(step: int, _inp: StepInputs, _terms: dict[str, Tensor]) -> None:
             self.step = step
-            self.meter.add(terms, inp.with_r1)
 
         with state.StopRequest(self.handle_signals) as stop:
             training = loop.TrainingLoop(
@@ -992,6 +930,7 @@ class _Run:
                 [loop.Periodic(1, lambda _s: self._boundary(t0, stop.requested, alone), False)],
                 should_stop=None if stop_fn is None else (lambda _s: stop_fn()),
                 after_iteration=after,
+                meter=self.meter,
             )
             if training.run(self.step, cfg.iters).stopped:
                 self._stop_early(t0)

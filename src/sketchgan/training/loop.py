@@ -11,8 +11,10 @@ net, the world evaluator, the SBIR embedding) runs through ``TrainingLoop``. One
 3. every ``Periodic`` action due at the new step count (logging, sample grids, checkpoints,
    evaluation), and all of them marked ``at_end`` after the last iteration.
 
-``should_stop`` is asked before each iteration (a time limit, an interactive Stop). What is
-particular to a network (its state, data, resume rules, outputs) stays in its trainer.
+``should_stop`` is asked before each iteration (a time limit, an interactive Stop). Every
+iteration's terms go into the loop's ``Meter``, the one loss meter of every trainer: its
+logging reads interval means from it (and checkpoints its open sums). What is particular to a
+network (its state, data, resume rules, outputs) stays in its trainer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from sketchgan.config import Section
 from sketchgan.errors import SketchganError
@@ -68,6 +72,86 @@ class LoopEnd:
     last: Terms = field(default_factory=dict)  # the last iteration's terms
 
 
+class Meter:
+    """Means of named terms over a logging interval, each over the iterations that produced
+    it (a lazy R1 term over its R1 steps; a term the objective does not compute is absent,
+    not zero). Tensor terms are summed where they live, so adding costs no device sync;
+    ``read`` syncs once. Its state is checkpointed, so a resumed run writes the same rows.
+
+    ``names`` maps each logged name to the term's key in the phases' output (or lists names
+    that are both)."""
+
+    def __init__(
+        self,
+        names: Mapping[str, str] | Sequence[str],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        pairs = list(names.items() if isinstance(names, Mapping) else ((n, n) for n in names))
+        self.names = tuple(name for name, _ in pairs)
+        self.keys = tuple(key for _, key in pairs)
+        self.device, self.dtype = torch.device(device), dtype
+        self._present: dict[tuple[bool, ...], torch.Tensor] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new interval."""
+        self.sums = torch.zeros(len(self.names), device=self.device, dtype=self.dtype)
+        self.counts = torch.zeros(len(self.names), device=self.device, dtype=self.dtype)
+        self.steps = 0
+
+    def add(self, terms: Mapping[str, Any]) -> None:
+        """One iteration's terms (tensors or numbers; keys not in ``names`` are ignored)."""
+        self.steps += 1
+        present = tuple(k in terms for k in self.keys)
+        if not any(present):
+            return
+        if present not in self._present:
+            self._present[present] = torch.tensor(present, dtype=self.dtype).to(self.device)
+        zero = self.sums.new_zeros(())
+        values = [terms[k] if k in terms else zero for k in self.keys]
+        self.sums += torch.stack(
+            [v.detach().to(self.dtype) if isinstance(v, torch.Tensor) else zero + v for v in values]
+        )
+        self.counts += self._present[present]
+
+    def read(
+        self,
+        all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        flags: Sequence[float] = (),
+    ) -> tuple[dict[str, float], list[float]]:
+        """The interval's means (terms never seen are left out) and ``flags``, after one
+        ``all_reduce`` (a sum over processes) of sums, counts and flags together when given."""
+        flag_t = torch.tensor(list(flags), dtype=self.dtype).to(self.device)
+        packed = torch.cat([self.sums, self.counts, flag_t])
+        if all_reduce is not None:
+            packed = all_reduce(packed)
+        values = packed.tolist()
+        n = len(self.names)
+        sums, counts = values[:n], values[n : 2 * n]
+        means = {k: s / c for k, s, c in zip(self.names, sums, counts, strict=True) if c > 0}
+        return means, values[2 * n :]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "sums": self.sums.detach().cpu(),
+            "counts": self.counts.detach().cpu(),
+            "steps": self.steps,
+        }
+
+    def load(self, st: Mapping[str, Any] | None, where: str) -> None:
+        """An open interval saved by ``state`` (None: start a new one)."""
+        if st is None:
+            self.reset()
+            return
+        if list(st.get("names", ())) != list(self.names):
+            raise SketchganError(f"{where}: its loss meter logs other terms; start over")
+        self.sums = st["sums"].to(self.device, self.dtype).clone()
+        self.counts = st["counts"].to(self.device, self.dtype).clone()
+        self.steps = int(st["steps"])
+
+
 def run_phases(phases: Sequence[Phase], step: int, inputs: Any) -> Terms:
     """The phases due at ``step`` on one iteration's inputs, in order; their terms merged."""
     terms: Terms = {}
@@ -86,13 +170,15 @@ class TrainingLoop:
         should_stop: Callable[[int], bool] | None = None,
         after_iteration: Callable[[int, Any, Terms], None] | None = None,
         on_nonfinite: Callable[[int, list[str]], Exception] | None = None,
+        meter: Meter | None = None,
     ) -> None:
         """``after_iteration(step, inputs, terms)`` runs after the phases and before the
         periodic work (e.g. the trainer's meter, an EMA update); ``step`` is the new count.
         With ``on_nonfinite(step, names)`` every iteration's plain-number terms are checked and
         a NaN/Inf raises what it returns, before any periodic work (so no checkpoint of the
         broken state is written). Tensor terms are not read here: a trainer that keeps them on
-        the device checks them at its own sync points with ``nonfinite``."""
+        the device checks them at its own sync points with ``nonfinite``. Every iteration's
+        terms go into ``meter`` (the trainer's periodic logging reads and resets it)."""
         if not phases:
             raise ValueError("TrainingLoop: no phases")
         for phase in phases:
@@ -104,11 +190,14 @@ class TrainingLoop:
         self.should_stop = should_stop
         self.after_iteration = after_iteration
         self.on_nonfinite = on_nonfinite
-        self.last_seconds = math.nan  # the latest iteration's wall time (for the log rows)
+        self.meter = meter
+        self.last_seconds = math.nan  # the latest iteration's wall time
+        self.seconds = 0.0  # wall time inside this call's iterations (periodic work excluded)
         self.last_terms: Terms = {}
 
     def run(self, start: int, iters: int) -> LoopEnd:
-        step, seconds, stopped, last = start, 0.0, False, {}
+        step, stopped, last = start, False, {}
+        self.seconds = 0.0
         while step < iters:
             if self.should_stop is not None and self.should_stop(step):
                 stopped = True
@@ -117,10 +206,12 @@ class TrainingLoop:
             inputs = self.draw(step)
             last = run_phases(self.phases, step, inputs)
             step += 1
+            if self.meter is not None:
+                self.meter.add(last)
             if self.after_iteration is not None:
                 self.after_iteration(step, inputs, last)
             self.last_seconds, self.last_terms = time.perf_counter() - t0, last
-            seconds += self.last_seconds
+            self.seconds += self.last_seconds
             if self.on_nonfinite is not None:
                 bad = nonfinite({k: v for k, v in last.items() if isinstance(v, int | float)})
                 if bad:
@@ -129,7 +220,7 @@ class TrainingLoop:
             for action in self.periodic:
                 if due(step, action.every) or (final and action.at_end):
                     action.run(step)
-        return LoopEnd(step, step - start, stopped, seconds, last)
+        return LoopEnd(step, step - start, stopped, self.seconds, last)
 
 
 def check_resume(

@@ -158,6 +158,12 @@ class SketchBranch:
         return to3ch(augment.apply_policy(sketch, shifts))
 
 
+def _real_and_fake(d: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    """D(real), D(fake): one pass over both where the D offers it (same values as two)."""
+    both = getattr(d, "real_and_fake", None)
+    return both(real, fake) if both is not None else (d(real), d(fake))
+
+
 class GANSketchingObjective:
     """The paper's objective: sketch-domain GAN loss + l_image x image-domain GAN loss
     (+ l_weight x L1 pull), lazy R1 on both discriminators; each phase returns named terms.
@@ -195,12 +201,16 @@ class GANSketchingObjective:
         """Discriminator terms on a fake batch made without a graph."""
         with torch.no_grad():
             fake_sketch = self.branch.sketch(fake_img)
-        real_pred = self.d_sketch(self.branch.d_input(real_sketch, shift_real))
-        fake_pred = self.d_sketch(self.branch.d_input(fake_sketch, shift_fake))
+        real_pred, fake_pred = _real_and_fake(
+            self.d_sketch,
+            self.branch.d_input(real_sketch, shift_real),
+            self.branch.d_input(fake_sketch, shift_fake),
+        )
         terms = {"D_real_sketch": d_real_loss(real_pred), "D_fake_sketch": d_fake_loss(fake_pred)}
         if self.d_image is not None:
-            terms["D_real_image"] = self.l_image * d_real_loss(self.d_image(real_img))
-            terms["D_fake_image"] = self.l_image * d_fake_loss(self.d_image(fake_img))
+            real_pred, fake_pred = _real_and_fake(self.d_image, real_img, fake_img)
+            terms["D_real_image"] = self.l_image * d_real_loss(real_pred)
+            terms["D_fake_image"] = self.l_image * d_fake_loss(fake_pred)
         return terms
 
     def r1_terms(

@@ -22,7 +22,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +48,8 @@ LogFn = Callable[[int, dict[str, float]], None]
 GENERATOR_FILE = "generator.pt"
 GENERATOR_STATE_FILE = "pretrain_state.pt"
 LOSSES_FILE = "losses.csv"
+# what the D, R1, G and path-length phases return, logged as interval means
+PRETRAIN_TERMS = ("d_loss", "real_score", "fake_score", "r1", "g_loss", "path_loss", "path_length")
 SAMPLES_DIR = "samples"
 SKETCH_NET_FILE = "photosketch.pt"
 SKETCH_LOSSES_FILE = "photosketch_losses.csv"
@@ -361,6 +363,8 @@ class _GanState:
     iteration: int = 0
     mean_path_length: float = 0.0
     rows: list[dict[str, float]] | None = None
+    # the open logging interval's sums (interval means, as fine-tuning logs them)
+    meter: loop.Meter = field(default_factory=lambda: loop.Meter(PRETRAIN_TERMS))
 
 
 def _build_gan(cfg: GeneratorPretrainConfig, device: torch.device) -> _GanState:
@@ -404,6 +408,7 @@ def _save_gan_state(
             "d_optim": state.d_optim.state_dict(),
             "mean_path_length": state.mean_path_length,
             "rows": state.rows or [],
+            "meter": state.meter.state(),
             "identity": cfg.identity(),
             "data": data_id,
             "rng": capture_rng({"data": data_gen}),
@@ -439,6 +444,7 @@ def _try_resume(
     state.iteration = int(saved["step"])
     state.mean_path_length = float(saved["mean_path_length"])
     state.rows = [dict(r) for r in saved["rows"]]
+    state.meter.load(saved.get("meter"), str(path))
     restore_rng(saved["rng"], {"data": data_gen})
     return True
 
@@ -620,6 +626,7 @@ def train_generator(
     state = _build_gan(cfg, device)
     state_path = out_dir / GENERATOR_STATE_FILE
     data_id = tensor_fingerprint(images)
+    meter = state.meter
     _try_resume(state, cfg, state_path, data_gen, data_id)
     resumed_from = state.iteration
 
@@ -636,15 +643,18 @@ def train_generator(
         state.iteration = step
 
     def log_row(step: int) -> None:
+        means, _ = meter.read()
         row = {
             "iteration": step,
             "kimg": step * cfg.batch_size / 1000.0,
             "seconds": round(time.perf_counter() - start, 3),
-            "ms_per_iter": round(1000.0 * training.last_seconds, 2),
+            "ms_per_iter": round(1000.0 * (training.seconds - clock["logged"]) / meter.steps, 2),
             "ema_beta": beta["now"],
-            **training.last_terms,
+            **means,
         }
         row.setdefault("r1", float("nan"))
+        clock["logged"] = training.seconds
+        meter.reset()
         state.rows.append(row)
         if log_fn is not None:
             # r1 is NaN on iterations without the lazy R1 step: the CSV keeps it, MLflow not
@@ -654,6 +664,7 @@ def train_generator(
         _save_samples(state.g_ema, sample_z, out_dir / SAMPLES_DIR / f"iter_{step:06d}.png")
         _write_losses(out_dir / LOSSES_FILE, state.rows)
 
+    clock = {"logged": 0.0}  # the loop's iteration seconds at the last row
     training = loop.TrainingLoop(
         draw,
         _phases(state, cfg, device),
@@ -672,6 +683,7 @@ def train_generator(
             f"{out_dir}: non-finite loss ({', '.join(bad)}) at step {step}; the last "
             f"checkpoint ({state_path.name}, if any) is kept; lower pretrain.lr or check the data"
         ),
+        meter=meter,
     )
     end = training.run(state.iteration, cfg.iterations)
     stopped_early, train_time, last = end.stopped, end.seconds, end.last
@@ -825,8 +837,11 @@ def train_sketch_net(
         optim.step()
         return {"loss": float(loss.detach())}
 
+    meter = loop.Meter(["loss"])
+
     def log_row(step: int) -> None:
-        loss = training.last_terms["loss"]
+        loss = meter.read()[0]["loss"]
+        meter.reset()
         seconds = round(time.perf_counter() - start, 3)
         rows.append({"iteration": step, "seconds": seconds, "loss": loss})
         if log_fn is not None:
@@ -841,6 +856,7 @@ def train_sketch_net(
             f"{out_dir}: non-finite sketch-net loss at step {step}; lower pretrain_sketch.lr "
             "or check the contours"
         ),
+        meter=meter,
     )
     end = training.run(0, cfg.iterations)
     it, train_time, stopped_early = end.step, end.seconds, end.stopped
