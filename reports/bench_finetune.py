@@ -1,16 +1,19 @@
-"""Milliseconds per GANSketching fine-tuning iteration at the embedded 32 px configuration.
+"""Milliseconds per GANSketching fine-tuning iteration, per phase, at both configurations.
 
-Random-init networks of the embedded size (StyleGAN2 32 px, style_dim 128, channel_max 32,
-2 mapping layers as in params.yaml; PhotoSketch ngf 16, 9 blocks), batch 4, run through the
-real ``finetune`` loop on the CPU. Each phase (D step, lazy R1, G step) is timed by wrapping the
-trainer's methods (median over iterations after warm-up); R1 runs every ``d_reg_every``
-iterations, so "R1/it" is its amortised share. Times in ms; "CPU" columns count this
-process's CPU time.
+Random-init networks of the embedded architecture (``--config embedded``: StyleGAN2 32 px,
+style_dim 128, channel_max 32, 2 mapping layers as in params.yaml; PhotoSketch ngf 16, 9
+blocks) or of the paper's (``--config 256``: 256 px config-f, style_dim 512, 8 mapping layers;
+PhotoSketch ngf 64), batch 4, run through the real ``finetune`` loop on the CPU with the
+params.yaml settings (the paper's: mapping-only, l_image 0.7, translation). Each phase (D step,
+lazy R1, G step) is timed by wrapping the trainer's methods (median over iterations after
+warm-up); R1 runs every ``d_reg_every`` iterations, so "R1/it" is its amortised share. Times
+in ms; "CPU" columns count this process's CPU time.
 
-    .venv/bin/python reports/bench_finetune.py [--iters 40] [--threads 1] [--repeats 3]
-        [--rows default,no_augment,...]
+    .venv/bin/python reports/bench_finetune.py [--config embedded|256] [--iters 40]
+        [--threads 1] [--repeats 3] [--rows default,no_augment,...]
 
-The numbers depend on what else runs on the machine; report the command with them.
+The numbers depend on what else runs on the machine; report the command with them. The
+reference implementation's step, timed beside ours, is ``reports/bench_reference.py``.
 """
 
 from __future__ import annotations
@@ -29,31 +32,41 @@ from sketchgan.runtime import load_params
 from sketchgan.training import finetune as ft
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
-ARCH = dict(size=32, style_dim=128, n_mlp=2, channel_multiplier=2, channel_max=32)
-PS_CFG = dict(input_nc=3, output_nc=1, ngf=16, n_blocks=9)
+CONFIGS = {
+    "embedded": (
+        dict(size=32, style_dim=128, n_mlp=2, channel_multiplier=2, channel_max=32),
+        dict(input_nc=3, output_nc=1, ngf=16, n_blocks=9),
+    ),
+    "256": (
+        dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512),
+        dict(input_nc=3, output_nc=1, ngf=64, n_blocks=9),
+    ),
+}
 ROWS = {
-    "default": {"tune": "full"},  # params.yaml: the embedded default tunes the whole G
-    "mapping": {"tune": "mapping"},  # the paper's default
-    "no_augment": {"tune": "full", "augment": False},
-    "l_image_0": {"tune": "full", "l_image": 0.0},
+    "default": {},  # params.yaml: the paper's method (mapping-only)
+    "full": {"tune": "full"},  # the whole generator tuned
+    "no_augment": {"augment": False},
+    "l_image_0": {"l_image": 0.0},
     "w_shift": {"tune": "w_shift"},
-    "l_weight_1": {"tune": "full", "l_weight": 1.0},
-    "d_unfrozen": {"tune": "full"},  # D keeps requires_grad in the G step (the waste removed)
+    "l_weight_1": {"l_weight": 1.0},
+    "d_unfrozen": {},  # D keeps requires_grad in the G step (the waste removed)
 }
 
 
-def _inputs(root: Path) -> tuple[Path, Path, torch.Tensor, torch.Tensor]:
+def _inputs(root: Path, config: str) -> tuple[Path, Path, torch.Tensor, torch.Tensor]:
+    arch, ps_cfg = CONFIGS[config]
+    size = arch["size"]
     torch.manual_seed(0)
-    g = Generator(**ARCH)
-    d = Discriminator(32, channel_multiplier=2, channel_max=ARCH["channel_max"])
+    g = Generator(**arch)
+    d = Discriminator(size, channel_multiplier=2, channel_max=arch["channel_max"])
     gpath, ppath = root / "generator.pt", root / "photosketch.pt"
     torch.save(
-        {"g_ema": g.state_dict(), "g": g.state_dict(), "d": d.state_dict(), "config": ARCH}, gpath
+        {"g_ema": g.state_dict(), "g": g.state_dict(), "d": d.state_dict(), "config": arch}, gpath
     )
-    torch.save({"state": ResnetGenerator(**PS_CFG).state_dict(), "config": PS_CFG}, ppath)
+    torch.save({"state": ResnetGenerator(**ps_cfg).state_dict(), "config": ps_cfg}, ppath)
     gen = torch.Generator().manual_seed(1)
-    sketches = torch.rand(30, 1, 32, 32, generator=gen) * 2 - 1
-    images = torch.rand(64, 3, 32, 32, generator=gen) * 2 - 1
+    sketches = torch.rand(30, 1, size, size, generator=gen) * 2 - 1
+    images = torch.rand(64, 3, size, size, generator=gen) * 2 - 1
     return gpath, ppath, sketches, images
 
 
@@ -137,6 +150,7 @@ def bench(row: str, iters: int, warmup: int, inputs, root: Path) -> dict[str, fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", choices=sorted(CONFIGS), default="embedded")
     p.add_argument("--iters", type=int, default=40)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
@@ -145,9 +159,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    arch, ps_cfg = CONFIGS[args.config]
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, iters {args.iters}, "
-        f"batch 4, 32 px, style_dim 128, channel_max 32, n_mlp 2, photosketch ngf 16 x 9 blocks"
+        f"batch 4, {args.config}: {arch}, photosketch {ps_cfg}"
     )
     cols = (
         "config",
@@ -166,7 +181,7 @@ def main() -> None:
     keys = ("wall_ms", "cpu_ms", "d_cpu", "g_cpu", "r1_cpu", "r1_per_it", "d_wall", "g_wall")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        inputs = _inputs(root)
+        inputs = _inputs(root, args.config)
         for row in args.rows.split(","):
             runs = [bench(row, args.iters, args.warmup, inputs, root) for _ in range(args.repeats)]
             r = min(runs, key=lambda x: x["cpu_ms"])  # the least disturbed run on a shared box

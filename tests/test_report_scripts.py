@@ -1,5 +1,6 @@
-"""The benchmark scripts behind shipped artefacts: the long pretraining run resumes, and the
-comparison panel keeps every pixel of the images it enlarges."""
+"""The benchmark scripts behind shipped artefacts: the long pretraining run resumes, the
+comparison panel keeps every pixel of the images it enlarges, the speed benchmarks run and
+compare like with like."""
 
 from __future__ import annotations
 
@@ -73,15 +74,9 @@ def test_comparison_panel_is_a_nearest_neighbour_enlargement(tmp_path):
 def test_reference_benchmark_shim_computes_our_resampling_ops():
     """The CPU stand-in for the reference's CUDA ops must compute what they compute (ours are
     tested against the reference's recorded outputs), or the speed comparison is unfair."""
-    import importlib.util
-
-    import torch
-
     from sketchgan.models import stylegan2 as sg
 
-    spec = importlib.util.spec_from_file_location("bench_ref", ROOT / "reports/bench_reference.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_reference()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     k = sg.make_kernel((1, 3, 3, 1))
     assert torch.allclose(bench._upfirdn2d(x, k, pad=(2, 1)), sg.blur2d(x, k, (2, 1)), atol=1e-6)
@@ -92,3 +87,51 @@ def test_reference_benchmark_shim_computes_our_resampling_ops():
     assert torch.allclose(down, sg.blur2d(x, k, (1, 1))[:, :, ::2, ::2], atol=1e-6)
     bias = torch.randn(3)
     assert torch.allclose(bench._fused_leaky_relu(x, bias), sg.fused_leaky_relu(x, bias))
+
+
+def _bench_reference():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ref", ROOT / "reports/bench_reference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_reference_benchmark_refuses_ops_that_compute_something_else(tmp_path, monkeypatch):
+    """Both ways of running the reference on a CPU are checked against our ops before timing;
+    the default keeps the reference's own op files and only skips building its CUDA code."""
+    import types
+
+    import pytest
+
+    bench = _bench_reference()
+    op = types.ModuleType("training.networks.op")
+    op.upfirdn2d, op.fused_leaky_relu = bench._upfirdn2d, bench._fused_leaky_relu
+    monkeypatch.setitem(sys.modules, "training.networks.op", op)
+    bench.check_reference_ops()  # the shim computes ours
+    op.fused_leaky_relu = lambda x, bias=None, *a: bench._fused_leaky_relu(x, bias, 0.1)
+    with pytest.raises(SystemExit, match="'bias \\+ leaky ReLU' differs"):
+        bench.check_reference_ops()
+
+    line = "from torch.utils.cpp_extension import load"
+    for name in ("upfirdn2d.py", "fused_act.py"):
+        (tmp_path / name).write_text(f"import os\n{line}\nop = load('x', sources=[])\n")
+    bench._cpu_only_extensions(tmp_path)
+    namespace: dict = {}
+    exec((tmp_path / "upfirdn2d.py").read_text(), namespace)  # imports without building
+    assert namespace["op"] is None and line not in (tmp_path / "fused_act.py").read_text()
+    with pytest.raises(SystemExit, match="its extension import not found"):
+        bench._cpu_only_extensions(tmp_path)
+
+
+def test_finetune_benchmark_prints_a_row_per_setting():
+    cmd = [
+        sys.executable,
+        str(ROOT / "reports/bench_finetune.py"),
+        *("--iters", "3", "--warmup", "1", "--threads", "1", "--rows", "default,l_image_0"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
+    assert set(rows) == {"default", "l_image_0"}
+    assert all(len(v) == 8 and float(v[0]) > 0 for v in rows.values())
