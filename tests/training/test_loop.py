@@ -105,18 +105,15 @@ def test_the_loop_feeds_its_meter_every_iteration():
     meter = loop.Meter(["loss", "reg"])
     seen: list[dict[str, float]] = []
 
-    def log(_step: int) -> None:
-        seen.append(meter.read()[0])
-        meter.reset()
-
     training = loop.TrainingLoop(
         lambda step: float(step),
         [loop.Phase("L", 1, lambda x: {"loss": x}), loop.Phase("reg", 2, lambda x: {"reg": -x})],
-        [loop.Periodic(2, log, True)],
+        [loop.Periodic(2, lambda _step: seen.append(meter.take()), True)],
         meter=meter,
     )
     training.run(0, 5)
     # intervals {0, 1}, {2, 3}, {4}; reg ran at steps 0, 2, 4
+    assert meter.steps == 0  # take() began a new interval each time
     assert seen == [
         {"loss": 0.5, "reg": 0.0},
         {"loss": 2.5, "reg": -2.0},

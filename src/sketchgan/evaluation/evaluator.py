@@ -266,11 +266,7 @@ def train_evaluator(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iters, pct_start=0.15)
     model.train()
     meter = loop.Meter(["loss"], dtype=torch.float64)
-    final: dict[str, float] = {}
-
-    def close_window(_step: int) -> None:
-        final.update(meter.read()[0])
-        meter.reset()
+    final: dict[str, float] = {}  # the latest window's mean loss
 
     def draw(_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         idx = torch.randint(0, n_train, (batch,), generator=gen)
@@ -288,7 +284,7 @@ def train_evaluator(
     loop.TrainingLoop(
         draw,
         [loop.Phase("attributes", 1, attribute_phase)],
-        [loop.Periodic(FINAL_LOSS_WINDOW, close_window, True)],
+        [loop.Periodic(FINAL_LOSS_WINDOW, lambda _step: final.update(meter.take()), True)],
         meter=meter,
         on_nonfinite=lambda step, _bad: SketchganError(
             f"evaluator: non-finite loss at step {step}; lower evaluator.lr"

@@ -145,10 +145,6 @@ def train_sbir(
     meter = loop.Meter(["loss"], dtype=torch.float64)
     windows: list[float] = []  # the mean loss of each window of iterations
 
-    def close_window(_step: int) -> None:
-        windows.append(meter.read()[0]["loss"])
-        meter.reset()
-
     def draw(_step: int) -> torch.Tensor:
         idx = torch.randperm(len(images), generator=gen)[:batch]
         return _shift(torch.cat([images[idx], sketches[idx]], 1), max_shift, gen).to(device)
@@ -165,7 +161,7 @@ def train_sbir(
     loop.TrainingLoop(
         draw,
         [loop.Phase("triplet", 1, triplet_phase)],
-        [loop.Periodic(LOSS_WINDOW, close_window, True)],
+        [loop.Periodic(LOSS_WINDOW, lambda _step: windows.append(meter.take()["loss"]), True)],
         meter=meter,
         on_nonfinite=lambda step, _bad: SketchganError(
             f"sbir: non-finite loss at step {step}; lower baselines.sbir_lr"

@@ -132,6 +132,12 @@ class Meter:
         means = {k: s / c for k, s, c in zip(self.names, sums, counts, strict=True) if c > 0}
         return means, values[2 * n :]
 
+    def take(self) -> dict[str, float]:
+        """The interval's means (one process), and a new interval begins."""
+        means = self.read()[0]
+        self.reset()
+        return means
+
     def state(self) -> dict[str, Any]:
         return {
             "names": list(self.names),

@@ -643,18 +643,17 @@ def train_generator(
         state.iteration = step
 
     def log_row(step: int) -> None:
-        means, _ = meter.read()
+        ms = 1000.0 * (training.seconds - clock["logged"]) / meter.steps
+        clock["logged"] = training.seconds
         row = {
             "iteration": step,
             "kimg": step * cfg.batch_size / 1000.0,
             "seconds": round(time.perf_counter() - start, 3),
-            "ms_per_iter": round(1000.0 * (training.seconds - clock["logged"]) / meter.steps, 2),
+            "ms_per_iter": round(ms, 2),
             "ema_beta": beta["now"],
-            **means,
+            **meter.take(),
         }
         row.setdefault("r1", float("nan"))
-        clock["logged"] = training.seconds
-        meter.reset()
         state.rows.append(row)
         if log_fn is not None:
             # r1 is NaN on iterations without the lazy R1 step: the CSV keeps it, MLflow not
@@ -840,8 +839,7 @@ def train_sketch_net(
     meter = loop.Meter(["loss"])
 
     def log_row(step: int) -> None:
-        loss = meter.read()[0]["loss"]
-        meter.reset()
+        loss = meter.take()["loss"]
         seconds = round(time.perf_counter() - start, 3)
         rows.append({"iteration": step, "seconds": seconds, "loss": loss})
         if log_fn is not None:
