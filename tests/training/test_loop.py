@@ -95,10 +95,10 @@ def test_meter_means_each_term_over_the_iterations_that_produced_it():
     saved = meter.state()
     meter.reset()
     assert meter.read()[0] == {} and meter.steps == 0
-    meter.load(saved, "ckpt.pt")
+    meter.load(saved, "ckpt.pt", "start over")
     assert meter.read()[0] == {"d": 2.0, "r1": 4.0} and meter.steps == 2
-    with pytest.raises(SketchganError, match=r"ckpt.pt: its loss meter logs other terms"):
-        loop.Meter(["d"]).load(saved, "ckpt.pt")
+    with pytest.raises(SketchganError, match=r"ckpt.pt: its loss meter logs other terms; use --x"):
+        loop.Meter(["d"]).load(saved, "ckpt.pt", "use --x")
 
 
 def test_the_loop_feeds_its_meter_every_iteration():

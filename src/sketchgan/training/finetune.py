@@ -835,7 +835,7 @@ class _Run:
         self.t.load_shared_state(ckpt["shared"], where)
         local = ckpt["local"][self.t.parallel.rank]
         self.t.load_local_state(local)
-        self.meter.load(local.get("meter"), where)
+        self.meter.load(local.get("meter"), where, fresh)
         self.step = int(ckpt["step"])
         self.best_step = ckpt.get("best_step")
         self.best_score = ckpt.get("best_score")

@@ -146,13 +146,13 @@ class Meter:
             "steps": self.steps,
         }
 
-    def load(self, st: Mapping[str, Any] | None, where: str) -> None:
+    def load(self, st: Mapping[str, Any] | None, where: str, start_over: str) -> None:
         """An open interval saved by ``state`` (None: start a new one)."""
         if st is None:
             self.reset()
             return
         if list(st.get("names", ())) != list(self.names):
-            raise SketchganError(f"{where}: its loss meter logs other terms; start over")
+            raise SketchganError(f"{where}: its loss meter logs other terms; {start_over}")
         self.sums = st["sums"].to(self.device, self.dtype).clone()
         self.counts = st["counts"].to(self.device, self.dtype).clone()
         self.steps = int(st["steps"])
@@ -179,7 +179,7 @@ class TrainingLoop:
         meter: Meter | None = None,
     ) -> None:
         """``after_iteration(step, inputs, terms)`` runs after the phases and before the
-        periodic work (e.g. the trainer's meter, an EMA update); ``step`` is the new count.
+        periodic work (e.g. an EMA update); ``step`` is the new count.
         With ``on_nonfinite(step, names)`` every iteration's plain-number terms are checked and
         a NaN/Inf raises what it returns, before any periodic work (so no checkpoint of the
         broken state is written). Tensor terms are not read here: a trainer that keeps them on
@@ -197,9 +197,7 @@ class TrainingLoop:
         self.after_iteration = after_iteration
         self.on_nonfinite = on_nonfinite
         self.meter = meter
-        self.last_seconds = math.nan  # the latest iteration's wall time
         self.seconds = 0.0  # wall time inside this call's iterations (periodic work excluded)
-        self.last_terms: Terms = {}
 
     def run(self, start: int, iters: int) -> LoopEnd:
         step, stopped, last = start, False, {}
@@ -216,8 +214,7 @@ class TrainingLoop:
                 self.meter.add(last)
             if self.after_iteration is not None:
                 self.after_iteration(step, inputs, last)
-            self.last_seconds, self.last_terms = time.perf_counter() - t0, last
-            self.seconds += self.last_seconds
+            self.seconds += time.perf_counter() - t0
             if self.on_nonfinite is not None:
                 bad = nonfinite({k: v for k, v in last.items() if isinstance(v, int | float)})
                 if bad:

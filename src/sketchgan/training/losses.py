@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sketchgan.models.photosketch import to3ch
-from sketchgan.models.stylegan2 import use_channels_last
+from sketchgan.models.stylegan2 import Discriminator, use_channels_last
 from sketchgan.training import augment
 
 
@@ -158,12 +158,6 @@ class SketchBranch:
         return to3ch(augment.apply_policy(sketch, shifts))
 
 
-def _real_and_fake(d: nn.Module, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """D(real), D(fake): one pass over both where the D offers it (same values as two)."""
-    both = getattr(d, "real_and_fake", None)
-    return both(real, fake) if both is not None else (d(real), d(fake))
-
-
 class GANSketchingObjective:
     """The paper's objective: sketch-domain GAN loss + l_image x image-domain GAN loss
     (+ l_weight x L1 pull), lazy R1 on both discriminators; each phase returns named terms.
@@ -175,8 +169,8 @@ class GANSketchingObjective:
     def __init__(
         self,
         branch: SketchBranch,
-        d_sketch: nn.Module,
-        d_image: nn.Module | None,
+        d_sketch: Discriminator,
+        d_image: Discriminator | None,
         l_image: float,
         l_weight: float,
         r1: float,
@@ -201,14 +195,13 @@ class GANSketchingObjective:
         """Discriminator terms on a fake batch made without a graph."""
         with torch.no_grad():
             fake_sketch = self.branch.sketch(fake_img)
-        real_pred, fake_pred = _real_and_fake(
-            self.d_sketch,
+        real_pred, fake_pred = self.d_sketch.real_and_fake(
             self.branch.d_input(real_sketch, shift_real),
             self.branch.d_input(fake_sketch, shift_fake),
         )
         terms = {"D_real_sketch": d_real_loss(real_pred), "D_fake_sketch": d_fake_loss(fake_pred)}
         if self.d_image is not None:
-            real_pred, fake_pred = _real_and_fake(self.d_image, real_img, fake_img)
+            real_pred, fake_pred = self.d_image.real_and_fake(real_img, fake_img)
             terms["D_real_image"] = self.l_image * d_real_loss(real_pred)
             terms["D_fake_image"] = self.l_image * d_fake_loss(fake_pred)
         return terms

@@ -444,7 +444,7 @@ def _try_resume(
     state.iteration = int(saved["step"])
     state.mean_path_length = float(saved["mean_path_length"])
     state.rows = [dict(r) for r in saved["rows"]]
-    state.meter.load(saved.get("meter"), str(path))
+    state.meter.load(saved.get("meter"), str(path), fresh)
     restore_rng(saved["rng"], {"data": data_gen})
     return True
 
