@@ -4,6 +4,7 @@ compare like with like."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sketchgan.checkpoints import packaged_file
+from sketchgan.checkpoints import load_finetuned_generator, packaged_file
+from sketchgan.data.world import TargetSpec
+from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.report import comparison_panel, panel_tile_origin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +138,46 @@ def test_finetune_benchmark_prints_a_row_per_setting():
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
     assert set(rows) == {"default", "l_image_0"}
     assert all(len(v) == 8 and float(v[0]) > 0 for v in rows.values())
+
+
+def _report_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "reports" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mapping_capacity_probe_moves_only_the_mapping_towards_the_target():
+    cap = _report_script("bench_mapping_capacity")
+    torch.manual_seed(0)  # the generator's per-layer noise
+    g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).train()
+    evaluator = load_evaluator(packaged_file("zoo/world32-evaluator.pt")).eval()
+    target = TargetSpec.from_dict({"shape": "star", "cx": [0.35, 0.5], "scale": [0.5, 0.65]})
+    code = cap.target_code(target, evaluator.config)
+    # box centres in the evaluator's [-1, 1] pose code; cy unset = the whole world range
+    assert torch.allclose(code, torch.tensor([-0.5, 0.0, 0.5]), atol=1e-6)
+    before = {n: p.detach().clone() for n, p in g.named_parameters()}
+    opt = torch.optim.Adam(cap.mapping_only(g), lr=0.01, betas=(0.0, 0.99))
+    label = list(evaluator.config["shapes"]).index("star")
+    z = torch.randn(4, int(g.style_dim), generator=torch.Generator().manual_seed(0))
+    losses = [cap.supervised_step(g, evaluator, opt, z, label, code, 10.0) for _ in range(12)]
+    moved = {n for n, p in g.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.startswith("style.") for n in moved)
+    assert moved == {n for n in before if n.startswith("style.")}
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3
+
+
+def test_sketch_d_signal_ranks_and_scores_in_training_groups():
+    sig = _report_script("bench_sketch_d_signal")
+    pos = np.array([True, True, False, False])
+    assert sig.roc_auc(np.array([3.0, 2.0, 1.0, 0.0]), pos) == 1.0
+    assert sig.roc_auc(np.array([0.0, 1.0, 2.0, 3.0]), pos) == 0.0
+    assert sig.roc_auc(np.ones(4), pos) == 0.5
+    assert np.isnan(sig.roc_auc(np.ones(4), np.zeros(4, bool)))
+    zoo = packaged_file("zoo/world32-stylegan2.pt")  # a generator file: its D is iteration 0's
+    sketches = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scores = sig.sketch_d_scores(zoo, zoo, sketches)
+    assert scores.shape == (8, 1)
+    # groups of the training batch: the first group's scores ignore the second group
+    alone = sig.sketch_d_scores(zoo, zoo, sketches[:4])
+    assert torch.allclose(scores[:4], alone)
