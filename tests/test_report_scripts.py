@@ -17,6 +17,7 @@ from PIL import Image
 from sketchgan.checkpoints import load_finetuned_generator, packaged_file
 from sketchgan.data.world import TargetSpec
 from sketchgan.evaluation.evaluator import load_evaluator
+from sketchgan.io import save_grid
 from sketchgan.report import comparison_panel, panel_tile_origin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,3 +182,20 @@ def test_sketch_d_signal_ranks_and_scores_in_training_groups():
     # groups of the training batch: the first group's scores ignore the second group
     alone = sig.sketch_d_scores(zoo, zoo, sketches[:4])
     assert torch.allclose(scores[:4], alone)
+
+
+def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
+    mlr = _report_script("mapping_long_run")
+    images = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    sheet = tmp_path / "grid.png"
+    save_grid(images, sheet, nrow=4)
+    back = mlr.tiles_from_grid(sheet, n=6)
+    assert torch.allclose(back, images[:6], atol=1 / 127.5)  # uint8 quantisation only
+    log = tmp_path / "s.jsonl"
+    row = {"snapshot": 5000, "w_move": 0.1, "target": 0.05, "shape": 0.3, "fid": 300.0}
+    row.update(precision=0.04, recall=0.86, colour_spread=0.44, sketch_chamfer=1.75)
+    log.write_text("progress 10/10\n" + json.dumps(row) + "\n")
+    signal = [{"step": 5000, "auc_target": 0.977}]
+    table = mlr.method_table(mlr.read_rows(log), signal)
+    assert "| 5,000 | 10 | 10.0% | 5.0% | 30.0% | 300.0 |" in table
+    assert table.rstrip().endswith("| 0.977 |")
