@@ -6,8 +6,10 @@ rest, no number of iterations will move the generator the right way; if it does,
 generator is a matter of step size and step count. This script scores the sketches of 1,000
 fixed-seed samples of the *original* generator with the sketch D of a fine-tuning checkpoint
 and reports the ranking quality (ROC AUC) of "target pose" (shape and pose, per the world
-evaluator) and of "sketched shape" against the rest, and the D's mean score of the user's
-sketches, of target samples and of the others.
+evaluator) and of "sketched shape" against the rest, of "target pose" among the samples of
+the sketched shape (does the D ask for the pose, or only for the shape?), and the D's mean
+score of the user's sketches, of PhotoSketch sketches of real scenes in the sketched pose (the
+eval set: right pose, PhotoSketch's drawing style), of target samples and of the others.
 
 Run inside a project where `make demo` has written data/ and models/pretrained/:
 
@@ -92,15 +94,24 @@ def main() -> None:
     in_shape = (pred["shape"] == target.shape).to_numpy()
     fake = sketch_images(net, imgs, batch=TRAIN_BATCH, mode="train")
     user = load_image_folder(Path("data/sketches/images"), "L")
+    # real scenes of exactly the sketched pose, through the same PhotoSketch: the pose is
+    # right, only the drawing style differs from the user's sketches
+    eval_sketches = sketch_images(
+        net, load_image_folder(Path("data/eval/images"), "RGB"), TRAIN_BATCH, "train"
+    )
     for ckpt in args.checkpoints:
         scores = sketch_d_scores(ckpt, args.generator, fake).flatten().numpy()
         real = sketch_d_scores(ckpt, args.generator, user).flatten().numpy()
+        posed = sketch_d_scores(ckpt, args.generator, eval_sketches).flatten().numpy()
         row = {
             "checkpoint": str(ckpt),
             "step": int(load_checkpoint(ckpt).get("step", 0)),
             "auc_target": round(roc_auc(scores, in_target), 3),
             "auc_shape": round(roc_auc(scores, in_shape), 3),
+            # among samples of the sketched shape: does the D also prefer the sketched pose?
+            "auc_pose_within_shape": round(roc_auc(scores[in_shape], in_target[in_shape]), 3),
             "score_user_sketches": round(float(real.mean()), 3),
+            "score_eval_scenes": round(float(posed.mean()), 3),
             "score_target_samples": round(float(scores[in_target].mean()), 3),
             "score_other_samples": round(float(scores[~in_target].mean()), 3),
             "n_target": int(in_target.sum()),

@@ -85,12 +85,14 @@ def probe_table(probe: list[dict]) -> str:
 
 def signal_table(signal: list[dict]) -> str:
     head = (
-        "| sketch D of iteration | AUC target pose | AUC sketched shape | mean score: user "
-        "sketches | target-pose samples | other samples |\n|---:|---:|---:|---:|---:|---:|\n"
+        "| sketch D of iteration | AUC target pose | AUC sketched shape | AUC pose, within the "
+        "shape | mean score: user sketches | real scenes of the pose | target-pose samples "
+        "| other samples |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {int(r['step']):,} | {r['auc_target']:.3f} | {r['auc_shape']:.3f} "
-        f"| {r['score_user_sketches']:.2f} | {r['score_target_samples']:.2f} "
+        f"| {r['auc_pose_within_shape']:.3f} | {r['score_user_sketches']:.2f} "
+        f"| {r['score_eval_scenes']:.2f} | {r['score_target_samples']:.2f} "
         f"| {r['score_other_samples']:.2f} |"
         for r in sorted(signal, key=lambda r: r["step"])
     ]
