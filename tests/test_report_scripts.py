@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sketchgan.checkpoints import load_finetuned_generator, packaged_file
+from sketchgan.checkpoints import load_checkpoint, load_finetuned_generator, packaged_file
 from sketchgan.data.world import TargetSpec
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.io import save_grid
 from sketchgan.report import comparison_panel, panel_tile_origin
+from sketchgan.runtime import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,3 +200,16 @@ def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     table = mlr.method_table(mlr.read_rows(log), signal)
     assert "| 5,000 | 10 | 10.0% | 5.0% | 30.0% | 300.0 |" in table
     assert table.rstrip().endswith("| 0.977 |")
+
+
+def test_the_committed_long_run_is_the_paper_default_and_loads_safely():
+    """reports/mapping_long_run/paper_run continues with bench_finetune_curve.py: it must be the
+    params.yaml default (the paper's method), not a tuned variant."""
+    ckpt = load_checkpoint(ROOT / "reports/mapping_long_run/paper_run/checkpoint.pt")
+    default = load_params(ROOT / "params.yaml")["train"]
+    method = ("batch", "lr", "g_lr", "l_image", "l_weight", "r1", "d_reg_every", "augment")
+    method += ("tune", "sketch_d_init", "mixing")
+    assert {k: ckpt["config"][k] for k in method} == {k: default[k] for k in method}
+    assert ckpt["step"] >= 25_000
+    rows = [json.loads(x) for x in (ROOT / "reports/mapping_long_run/curve.jsonl").open()]
+    assert rows[-1]["it"] <= ckpt["step"]
