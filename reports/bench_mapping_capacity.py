@@ -40,7 +40,6 @@ from sketchgan.evaluation.evaluator import (
     _to_unit,
     load_evaluator,
     predict_attributes,
-    target_match_rate,
 )
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features, precision_recall
 from sketchgan.evaluation.sampling import generate_images
@@ -104,8 +103,8 @@ def _measure(g, evaluator, ref_feats, sketch_net, user_sketches, target, it, wor
     imgs = torch.cat(
         [generate_images(g, range(i, i + 250), EVAL_SEED) for i in range(0, N_EVAL, 250)]
     )
-    match = target_match_rate(evaluator, imgs, target, float(PARAMS["evaluate"]["match_tol"]))
     pred = predict_attributes(evaluator, imgs)
+    tol = float(PARAMS["evaluate"]["match_tol"])
     stars = pred[pred["shape"] == target.shape]
     in_box = {  # per pose attribute: share of the sketched shape's samples inside its range
         f"{f}_in_range": round(float(stars[f].between(*getattr(target, f)).mean()), 3)
@@ -117,8 +116,8 @@ def _measure(g, evaluator, ref_feats, sketch_net, user_sketches, target, it, wor
     pr = precision_recall(ref_feats, feats, k=int(PARAMS["evaluate"]["k"]))
     return {
         "it": it,
-        "target": match["match_rate"],
-        "shape": match["shape_rate"],
+        "target": float(world.matches_target(pred, target, tol).mean()),
+        "shape": float((pred["shape"] == target.shape).mean()),
         "fid": round(fid_from_features(feats, ref_feats), 2),
         "precision": round(pr["precision"], 3),
         "recall": round(pr["recall"], 3),

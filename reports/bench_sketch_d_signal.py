@@ -58,18 +58,22 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
 
 
+def load_sketch_d(checkpoint: Path, generator: Path) -> tuple[torch.nn.Module, int]:
+    """A checkpoint's sketch D and its iteration; a generator file's D is iteration 0's (the
+    paper's sketch D starts as the image D)."""
+    d = build_discriminator(generator_arch(load_generator(generator)[1], generator))
+    data = load_checkpoint(checkpoint)
+    d.load_state_dict(data["shared"]["d_sketch"] if "shared" in data else data["d"])
+    return d.eval(), int(data.get("step", 0))
+
+
 @torch.no_grad()
-def sketch_d_scores(checkpoint: Path, generator: Path, sketches: torch.Tensor) -> torch.Tensor:
-    """The checkpoint's sketch D on (N, 1, H, W) sketches in [-1, 1] (no augmentation).
+def sketch_d_scores(d: torch.nn.Module, sketches: torch.Tensor) -> torch.Tensor:
+    """The D on (N, 1, H, W) sketches in [-1, 1] (no augmentation).
 
     Scored in groups of the training batch, as in training: the minibatch-stddev feature
     makes a score depend on the other members of its group.
     """
-    d = build_discriminator(generator_arch(load_generator(generator)[1], generator))
-    data = load_checkpoint(checkpoint)
-    # a fine-tuning checkpoint, or a generator file: its D is the sketch D at iteration 0
-    d.load_state_dict(data["shared"]["d_sketch"] if "shared" in data else data["d"])
-    d.eval()
     n = TRAIN_BATCH
     return torch.cat([d(to3ch(sketches[i : i + n])) for i in range(0, len(sketches), n)])
 
@@ -100,12 +104,13 @@ def main() -> None:
         net, load_image_folder(Path("data/eval/images"), "RGB"), TRAIN_BATCH, "train"
     )
     for ckpt in args.checkpoints:
-        scores = sketch_d_scores(ckpt, args.generator, fake).flatten().numpy()
-        real = sketch_d_scores(ckpt, args.generator, user).flatten().numpy()
-        posed = sketch_d_scores(ckpt, args.generator, eval_sketches).flatten().numpy()
+        d, step = load_sketch_d(ckpt, args.generator)
+        scores = sketch_d_scores(d, fake).flatten().numpy()
+        real = sketch_d_scores(d, user).flatten().numpy()
+        posed = sketch_d_scores(d, eval_sketches).flatten().numpy()
         row = {
             "checkpoint": str(ckpt),
-            "step": int(load_checkpoint(ckpt).get("step", 0)),
+            "step": step,
             "auc_target": round(roc_auc(scores, in_target), 3),
             "auc_shape": round(roc_auc(scores, in_shape), 3),
             # among samples of the sketched shape: does the D also prefer the sketched pose?

@@ -178,10 +178,12 @@ def test_sketch_d_signal_ranks_and_scores_in_training_groups():
     assert np.isnan(sig.roc_auc(np.ones(4), np.zeros(4, bool)))
     zoo = packaged_file("zoo/world32-stylegan2.pt")  # a generator file: its D is iteration 0's
     sketches = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    scores = sig.sketch_d_scores(zoo, zoo, sketches)
+    d, step = sig.load_sketch_d(zoo, zoo)
+    assert step == 0
+    scores = sig.sketch_d_scores(d, sketches)
     assert scores.shape == (8, 1)
     # groups of the training batch: the first group's scores ignore the second group
-    alone = sig.sketch_d_scores(zoo, zoo, sketches[:4])
+    alone = sig.sketch_d_scores(d, sketches[:4])
     assert torch.allclose(scores[:4], alone)
 
 
