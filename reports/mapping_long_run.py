@@ -30,6 +30,7 @@ PAPER_LR = 0.002
 GRID_PAD = 2  # sketchgan.io.make_grid's padding
 TILE = 32
 N_TILES = 8
+NO_REG_LABEL = "without image regularisation"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -41,62 +42,95 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+SAMPLE_HEADERS = [
+    "target match",
+    "shape match",
+    "FID",
+    "precision",
+    "recall",
+    "colour spread",
+    "sketch Chamfer",
+]
+
+
+def _cell(row: dict, key: str, spec: str) -> str:
+    """``row[key]`` formatted (``%`` = a share as a percentage); blank where a log lacks it."""
+    if key not in row:
+        return ""
+    if spec == "%":
+        return f"{100 * row[key]:.1f}%"
+    return format(row[key], spec)
+
+
+def _sample_cells(row: dict) -> list[str]:
+    """The measures of 1,000 samples every table shares, in ``SAMPLE_HEADERS`` order."""
+    keys = [("target", "%"), ("shape", "%"), ("fid", ".1f"), ("precision", ".3f")]
+    keys += [("recall", ".3f"), ("colour_spread", ".3f"), ("sketch_chamfer", ".2f")]
+    return [_cell(row, k, spec) for k, spec in keys]
+
+
+def _markdown(headers: list[str], rows: list[list[str]], text_first: bool = False) -> str:
+    """A markdown table, numbers right-aligned (the first column left when it holds text)."""
+    align = ["---" if text_first and i == 0 else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def method_table(snapshots: list[dict], signal: list[dict]) -> str:
     """One row per snapshot of the paper's run, with its sketch D's ranking quality."""
     auc = {int(r["step"]): r for r in signal}
-    head = (
-        "| iterations | Adam travel (lr x its) | w moved | target match | shape match | FID "
-        "| precision | recall | colour spread | sketch Chamfer | sketch-D AUC (target pose) |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    lines = []
+    headers = ["iterations", "Adam travel (lr x its)", "w moved", *SAMPLE_HEADERS]
+    headers.append("sketch-D AUC (target pose)")
+    rows = []
     for r in sorted(snapshots, key=lambda r: r["snapshot"]):
         it = int(r["snapshot"])
-        d = auc.get(it)
-        d_auc = "" if d is None else f"{d['auc_target']:.3f}"
-        lines.append(
-            f"| {it:,} | {PAPER_LR * it:g} | {_pct(r['w_move'])} | {_pct(r['target'])} "
-            f"| {_pct(r['shape'])} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} "
-            f"| {r['colour_spread']:.3f} | {r['sketch_chamfer']:.2f} "
-            f"| {d_auc} |"
-        )
-    return head + "\n".join(lines) + "\n"
+        d_auc = _cell(auc.get(it, {}), "auc_target", ".3f")
+        rows.append([f"{it:,}", f"{PAPER_LR * it:g}", _cell(r, "w_move", "%")])
+        rows[-1] += [*_sample_cells(r), d_auc]
+    return _markdown(headers, rows)
 
 
 def probe_table(probe: list[dict]) -> str:
     """The supervised probe's rows: how far the same parameters *can* move the samples."""
-    head = (
-        "| probe steps | lr | Adam travel | w moved | target match | shape match | FID "
-        "| precision | recall | colour spread | sketch Chamfer |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    lines = [
-        f"| {int(r['it']):,} | {r['lr']:g} | {r['lr'] * r['it']:g} | {_pct(r['w_move'])} "
-        f"| {_pct(r['target'])} | {_pct(r['shape'])} | {r['fid']:.1f} | {r['precision']:.3f} "
-        f"| {r['recall']:.3f} | {r['colour_spread']:.3f} | {r['sketch_chamfer']:.2f} |"
+    headers = ["probe steps", "lr", "Adam travel", "w moved", *SAMPLE_HEADERS]
+    rows = [
+        [f"{int(r['it']):,}", f"{r['lr']:g}", f"{r['lr'] * r['it']:g}", _cell(r, "w_move", "%")]
+        + _sample_cells(r)
         for r in probe
     ]
-    return head + "\n".join(lines) + "\n"
+    return _markdown(headers, rows)
+
+
+def no_image_reg_table(snapshots: list[dict], curve: list[dict], measured: list[dict]) -> str:
+    """The paper's run beside the one without image regularisation, at the latter's counts;
+    where its generator was not measured again, only the curve's own measures are shown."""
+    full = {int(r["snapshot"]): r for r in snapshots}
+    fuller = {int(r["snapshot"]): r for r in measured}
+    headers = ["run", "iterations", "w moved", *SAMPLE_HEADERS]
+    rows = []
+    for r in curve:
+        it = int(r["it"])
+        if it == 0 or it not in full:
+            continue
+        noreg = fuller.get(it, r)
+        for label, row in (("full method (l_image 0.7)", full[it]), (NO_REG_LABEL, noreg)):
+            rows.append([label, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
+    return _markdown(headers, rows, text_first=True)
 
 
 def signal_table(signal: list[dict]) -> str:
-    head = (
-        "| sketch D of iteration | AUC target pose | AUC sketched shape | AUC pose, within the "
-        "shape | mean score: user sketches | real scenes of the pose | target-pose samples "
-        "| other samples |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    lines = [
-        f"| {int(r['step']):,} | {r['auc_target']:.3f} | {r['auc_shape']:.3f} "
-        f"| {r['auc_pose_within_shape']:.3f} | {r['score_user_sketches']:.2f} "
-        f"| {r['score_eval_scenes']:.2f} | {r['score_target_samples']:.2f} "
-        f"| {r['score_other_samples']:.2f} |"
+    headers = ["sketch D of iteration", "AUC target pose", "AUC sketched shape"]
+    headers += ["AUC pose, within the shape", "mean score: user sketches"]
+    headers += ["real scenes of the pose", "target-pose samples", "other samples"]
+    keys = [("auc_target", ".3f"), ("auc_shape", ".3f"), ("auc_pose_within_shape", ".3f")]
+    keys += [("score_user_sketches", ".2f"), ("score_eval_scenes", ".2f")]
+    keys += [("score_target_samples", ".2f"), ("score_other_samples", ".2f")]
+    rows = [
+        [f"{int(r['step']):,}", *[_cell(r, k, spec) for k, spec in keys]]
         for r in sorted(signal, key=lambda r: r["step"])
     ]
-    return head + "\n".join(lines) + "\n"
+    return _markdown(headers, rows)
 
 
 def tiles_from_grid(path: Path, n: int = N_TILES, size: int = TILE) -> torch.Tensor:
@@ -120,6 +154,13 @@ def main() -> None:
         print(method_table(snapshots, signal))
         print(probe_table(read_rows(LOGS / "probe.jsonl")))
         print(signal_table(signal))
+        print(
+            no_image_reg_table(
+                snapshots,
+                read_rows(LOGS / "no_image_reg_curve.jsonl"),
+                read_rows(LOGS / "no_image_reg_snapshot.jsonl"),
+            )
+        )
     elif cmd == "figure":
         rows = []
         for spec in args:

@@ -202,6 +202,10 @@ def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     table = mlr.method_table(mlr.read_rows(log), signal)
     assert "| 5,000 | 10 | 10.0% | 5.0% | 30.0% | 300.0 |" in table
     assert table.rstrip().endswith("| 0.977 |")
+    curve = [{"it": 0}, {"it": 5000, "target": 0.06, "shape": 0.3, "fid": 290.0}]
+    side = mlr.no_image_reg_table(mlr.read_rows(log), curve, [])
+    # a run measured only by its curve: blank where the curve has no figure
+    assert "| without image regularisation | 5,000 |  | 6.0% | 30.0% | 290.0 |  |" in side
 
 
 def test_the_committed_long_run_is_the_paper_default_and_loads_safely():
