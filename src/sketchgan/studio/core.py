@@ -437,7 +437,7 @@ class Customiser:
 
     def _run(self, job: Job) -> None:
         """Train in a child process: in the server's process the page's threads and the
-        trainer fight over the GIL (measured: ~380 against ~234 ms/it, reports/studio.md)."""
+        trainer fight over the GIL and training slows down (measured in reports/studio.md)."""
         cfg = self._config(job)
         load_model(job.generator, self.size)  # the wrong-size check, before any work
         job.out_dir = (
