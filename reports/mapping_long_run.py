@@ -13,6 +13,7 @@ picture (same z in every row).
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ GRID_PAD = 2  # sketchgan.io.make_grid's padding
 TILE = 32
 N_TILES = 8
 NO_REG_LABEL = "without image regularisation"
+LOSS_EVERY = 5000  # iterations per row of the loss table
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -133,6 +135,34 @@ def signal_table(signal: list[dict]) -> str:
     return _markdown(headers, rows)
 
 
+LOSS_COLUMNS = {
+    "d_sketch_real": "sketch D, real",
+    "d_sketch_fake": "sketch D, fake",
+    "g_sketch": "G, sketch term",
+    "d_image_real": "image D, real",
+    "d_image_fake": "image D, fake",
+    "g_image": "G, image term",
+}
+
+
+def loss_table(losses_csv: Path, every: int) -> str:
+    """Mean of each adversarial term of the trainer's ``losses.csv`` over each ``every``
+    iterations: who is winning, and whether that changes as the run goes on."""
+    with losses_csv.open(newline="") as f:
+        logged = list(csv.DictReader(f))
+    buckets: dict[int, list[dict]] = {}
+    for r in logged:  # a row at step s is the mean of the iterations up to s
+        buckets.setdefault((int(r["step"]) - 1) // every, []).append(r)
+    headers = ["iterations", *LOSS_COLUMNS.values()]
+    rows = []
+    for b, rs in sorted(buckets.items()):
+        rows.append([f"{b * every:,}-{(b + 1) * every:,}"])
+        for k in LOSS_COLUMNS:  # a term the run did not have is logged blank
+            values = [float(r[k]) for r in rs if r[k]]
+            rows[-1].append(f"{np.mean(values):.3f}" if values else "")
+    return _markdown(headers, rows)
+
+
 def tiles_from_grid(path: Path, n: int = N_TILES, size: int = TILE) -> torch.Tensor:
     """The first ``n`` tiles of a :func:`sketchgan.io.make_grid` sheet, in [-1, 1]."""
     arr = np.asarray(Image.open(path).convert("RGB"))
@@ -154,6 +184,7 @@ def main() -> None:
         print(method_table(snapshots, signal))
         print(probe_table(read_rows(LOGS / "probe.jsonl")))
         print(signal_table(signal))
+        print(loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY))
         print(
             no_image_reg_table(
                 snapshots,

@@ -208,6 +208,20 @@ def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     assert "| without image regularisation | 5,000 |  | 6.0% | 30.0% | 290.0 |  |" in side
 
 
+def test_long_run_loss_table_averages_each_interval(tmp_path):
+    mlr = _report_script("mapping_long_run")
+    cols = ["step", *mlr.LOSS_COLUMNS, "r1_sketch", "seconds"]
+    lines = [",".join(cols)]
+    for step, value in ((25, 1.0), (50, 3.0), (75, 10.0)):
+        lines.append(",".join([str(step)] + [str(value)] * (len(cols) - 1)))
+    lines[-1] = lines[-1].replace("10.0", "", 1)  # a blank: the mean of what was logged
+    csv_path = tmp_path / "losses.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    table = mlr.loss_table(csv_path, every=50).splitlines()
+    assert table[2] == "| 0-50 | " + " | ".join(["2.000"] * len(mlr.LOSS_COLUMNS)) + " |"
+    assert table[3].startswith("| 50-100 |  | 10.000 |")
+
+
 def test_the_committed_long_run_is_the_paper_default_and_loads_safely():
     """reports/mapping_long_run/paper_run continues with bench_finetune_curve.py: it must be the
     params.yaml default (the paper's method), not a tuned variant."""
