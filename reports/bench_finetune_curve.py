@@ -8,6 +8,11 @@ stars (``shape``), their colour spread, and FID against data/eval in world-evalu
 
 Usage:
     .venv/bin/python reports/bench_finetune_curve.py GEN NAME 250,500,1000 '{"tune": "mapping"}'
+
+One override is not a FinetuneConfig field but a diagnostic, not the paper's method:
+``"sketch_d_stddev_group": 1`` gives the *sketch* D a minibatch-stddev group of one sample, so
+its batch-diversity feature is a constant (the image D keeps StyleGAN2's group of 4). It tests
+whether the sketch D's verdict on how alike a batch's sketches are is what slows the run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sketchgan.evaluation.metrics import colour_spread, fid_from_features
 from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
+from sketchgan.training import losses
 from sketchgan.training.finetune import FinetuneConfig, finetune
 
 TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
@@ -48,6 +54,18 @@ def _measure(g, evaluator, ref_feats, it: int, name: str, work: Path) -> dict:
     }
 
 
+def set_sketch_d_stddev_group(group: int) -> None:
+    """Every objective built from now on gives its sketch D this minibatch-stddev group (the
+    module attribute the feature reads; the weights and the image D are untouched)."""
+    build = losses.GANSketchingObjective.__init__
+
+    def init(self, branch, d_sketch, *args, **kwargs) -> None:
+        d_sketch.stddev_group = group
+        build(self, branch, d_sketch, *args, **kwargs)
+
+    losses.GANSketchingObjective.__init__ = init
+
+
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
@@ -56,6 +74,8 @@ def main() -> None:
     gen, name = sys.argv[1], sys.argv[2]
     iters = [int(x) for x in sys.argv[3].split(",")]
     over = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    if "sketch_d_stddev_group" in over:
+        set_sketch_d_stddev_group(int(over.pop("sketch_d_stddev_group")))
     work = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
     work.mkdir(parents=True, exist_ok=True)
     evaluator = load_evaluator("models/pretrained/evaluator.pt")

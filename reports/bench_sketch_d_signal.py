@@ -11,6 +11,11 @@ the sketched shape (does the D ask for the pose, or only for the shape?), and th
 score of the user's sketches, of PhotoSketch sketches of real scenes in the sketched pose (the
 eval set: right pose, PhotoSketch's drawing style), of target samples and of the others.
 
+Real scenes of every pose (the image regulariser's set, which the sketch D never sees) separate
+the two things a score can reward: among them, the ranking of the sketched pose is the D's
+knowledge of the pose with the generator's rendering taken out; and the ranking of real
+scenes above generated samples is how much the D rewards real rendering, whatever the pose.
+
 Run inside a project where `make demo` has written data/ and models/pretrained/:
 
     .venv/bin/python reports/bench_sketch_d_signal.py models/pretrained/generator.pt \
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +84,83 @@ def sketch_d_scores(d: torch.nn.Module, sketches: torch.Tensor) -> torch.Tensor:
     return torch.cat([d(to3ch(sketches[i : i + n])) for i in range(0, len(sketches), n)])
 
 
+@dataclass(frozen=True)
+class SketchSets:
+    """The sketches a D is scored on, and which of them show the sketched shape and pose."""
+
+    samples: torch.Tensor  # PhotoSketch(original model's fixed-seed samples)
+    sample_target: np.ndarray  # bool per sample: sketched shape in the sketched pose
+    sample_shape: np.ndarray  # bool per sample: sketched shape
+    user: torch.Tensor  # the user's sketches (the D's real side in training)
+    posed_scenes: torch.Tensor  # PhotoSketch(real scenes of the sketched pose)
+    scenes: torch.Tensor  # PhotoSketch(real scenes of every pose), never seen by the sketch D
+    scene_target: np.ndarray  # bool per real scene: sketched shape in the sketched pose
+
+
+N_SOLO = 200  # samples outside the sketched pose scored alone (all target-pose ones are)
+
+
+@torch.no_grad()
+def solo_scores(d: torch.nn.Module, sketches: torch.Tensor) -> torch.Tensor:
+    """Each sketch in a group of its own copies: the batch-diversity feature reads zero, so
+    what is left is the D's verdict on the sketch itself."""
+    return torch.cat([d(to3ch(s.expand(TRAIN_BATCH, -1, -1, -1)))[:1] for s in sketches])
+
+
+@torch.no_grad()
+def among_scores(d: torch.nn.Module, sketches: torch.Tensor, mates: torch.Tensor) -> torch.Tensor:
+    """Each sketch in a group with the next ``TRAIN_BATCH - 1`` of ``mates`` (fixed, cycling):
+    what a user's sketch scores when its batch-mates are as unlike each other as a fake
+    batch's."""
+    out = []
+    for i, s in enumerate(sketches):
+        idx = [(i * (TRAIN_BATCH - 1) + j) % len(mates) for j in range(TRAIN_BATCH - 1)]
+        out.append(d(to3ch(torch.cat([s[None], mates[idx]])))[:1])
+    return torch.cat(out)
+
+
+def _mean(scores: torch.Tensor | np.ndarray) -> float:
+    return round(float(scores.mean()), 3)
+
+
+def _auc_real_first(real: np.ndarray, generated: np.ndarray) -> float:
+    """ROC AUC of real above generated scores: 0.5 = the D cannot tell them apart."""
+    both = np.concatenate([real, generated])
+    return round(roc_auc(both, np.arange(len(both)) < len(real)), 3)
+
+
+def signal_row(d: torch.nn.Module, sets: SketchSets) -> dict:
+    """How one sketch D ranks and scores each set (the rows of the report's two tables)."""
+    scores = sketch_d_scores(d, sets.samples).flatten().numpy()
+    user = sketch_d_scores(d, sets.user).flatten().numpy()
+    posed = sketch_d_scores(d, sets.posed_scenes).flatten().numpy()
+    scenes = sketch_d_scores(d, sets.scenes).flatten().numpy()
+    t, s, rt = sets.sample_target, sets.sample_shape, sets.scene_target
+    return {
+        "auc_target": round(roc_auc(scores, t), 3),
+        "auc_shape": round(roc_auc(scores, s), 3),
+        # among samples of the sketched shape: does the D also prefer the sketched pose?
+        "auc_pose_within_shape": round(roc_auc(scores[s], t[s]), 3),
+        "auc_target_real_scenes": round(roc_auc(scenes, rt), 3),
+        "auc_real_vs_generated": _auc_real_first(scenes, scores),
+        # the same, inside the sketched pose: real target scenes vs generated target samples
+        "auc_real_vs_generated_in_target": _auc_real_first(scenes[rt], scores[t]),
+        "score_user_sketches": _mean(user),
+        "score_eval_scenes": _mean(posed),
+        "score_real_scenes": _mean(scenes),
+        "score_target_real_scenes": _mean(scenes[rt]),
+        "score_target_samples": _mean(scores[t]),
+        # the batch-diversity feature's share of a score (groups of 4 as in training)
+        "score_user_among_samples": _mean(among_scores(d, sets.user, sets.samples)),
+        "score_target_samples_together": _mean(sketch_d_scores(d, sets.samples[t])),
+        "score_target_solo": _mean(solo_scores(d, sets.samples[t])),
+        "score_other_solo": _mean(solo_scores(d, sets.samples[~t][:N_SOLO])),
+        "score_other_samples": _mean(scores[~t]),
+        "n_target": int(t.sum()),
+        "n_target_real_scenes": int(sets.scene_target.sum()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="+", type=Path)
@@ -94,33 +177,21 @@ def main() -> None:
         [generate_images(g, range(i, i + 250), EVAL_SEED) for i in range(0, N_SAMPLES, 250)]
     )
     pred = predict_attributes(evaluator, imgs)
-    in_target = world.matches_target(pred, target)
-    in_shape = (pred["shape"] == target.shape).to_numpy()
-    fake = sketch_images(net, imgs, batch=TRAIN_BATCH, mode="train")
-    user = load_image_folder(Path("data/sketches/images"), "L")
-    # real scenes of exactly the sketched pose, through the same PhotoSketch: the pose is
-    # right, only the drawing style differs from the user's sketches
-    eval_sketches = sketch_images(
-        net, load_image_folder(Path("data/eval/images"), "RGB"), TRAIN_BATCH, "train"
+    eval_images = load_image_folder(Path("data/eval/images"), "RGB")
+    scene_images = load_image_folder(Path("data/image_reg/images"), "RGB")
+    sets = SketchSets(
+        samples=sketch_images(net, imgs, batch=TRAIN_BATCH, mode="train"),
+        sample_target=world.matches_target(pred, target),
+        sample_shape=(pred["shape"] == target.shape).to_numpy(),
+        user=load_image_folder(Path("data/sketches/images"), "L"),
+        posed_scenes=sketch_images(net, eval_images, TRAIN_BATCH, "train"),
+        scenes=sketch_images(net, scene_images, TRAIN_BATCH, "train"),
+        # the evaluator's reading, as for the samples, so both rankings use one judge
+        scene_target=world.matches_target(predict_attributes(evaluator, scene_images), target),
     )
     for ckpt in args.checkpoints:
         d, step = load_sketch_d(ckpt, args.generator)
-        scores = sketch_d_scores(d, fake).flatten().numpy()
-        real = sketch_d_scores(d, user).flatten().numpy()
-        posed = sketch_d_scores(d, eval_sketches).flatten().numpy()
-        row = {
-            "checkpoint": str(ckpt),
-            "step": step,
-            "auc_target": round(roc_auc(scores, in_target), 3),
-            "auc_shape": round(roc_auc(scores, in_shape), 3),
-            # among samples of the sketched shape: does the D also prefer the sketched pose?
-            "auc_pose_within_shape": round(roc_auc(scores[in_shape], in_target[in_shape]), 3),
-            "score_user_sketches": round(float(real.mean()), 3),
-            "score_eval_scenes": round(float(posed.mean()), 3),
-            "score_target_samples": round(float(scores[in_target].mean()), 3),
-            "score_other_samples": round(float(scores[~in_target].mean()), 3),
-            "n_target": int(in_target.sum()),
-        }
+        row = {"checkpoint": str(ckpt), "step": step, **signal_row(d, sets)}
         print(json.dumps(row), flush=True)
 
 

@@ -18,8 +18,10 @@ from sketchgan.checkpoints import load_checkpoint, load_finetuned_generator, pac
 from sketchgan.data.world import TargetSpec
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.io import save_grid
+from sketchgan.models.stylegan2 import Discriminator
 from sketchgan.report import comparison_panel, panel_tile_origin
 from sketchgan.runtime import load_params
+from sketchgan.training import losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,6 +187,78 @@ def test_sketch_d_signal_ranks_and_scores_in_training_groups():
     # groups of the training batch: the first group's scores ignore the second group
     alone = sig.sketch_d_scores(d, sketches[:4])
     assert torch.allclose(scores[:4], alone)
+
+
+def test_curve_diagnostic_turns_off_only_the_sketch_d_batch_feature(monkeypatch):
+    curve = _report_script("bench_finetune_curve")
+    # restored after the test: the switch patches the class for the rest of its process
+    monkeypatch.setattr(
+        losses.GANSketchingObjective, "__init__", losses.GANSketchingObjective.__init__
+    )
+    curve.set_sketch_d_stddev_group(1)
+    torch.manual_seed(0)
+    d_sketch, d_image = Discriminator(32, channel_max=8), Discriminator(32, channel_max=8)
+    obj = losses.GANSketchingObjective(None, d_sketch, d_image, 0.7, 0.0, 10.0, 16)
+    assert (obj.d_sketch.stddev_group, obj.d_image.stddev_group) == (1, 4)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    other = torch.cat([x[:1], -x[1:]])  # same first sample, other batch-mates
+    with torch.no_grad():
+        assert torch.allclose(d_sketch(x)[0], d_sketch(other)[0], atol=1e-6)
+        assert not torch.allclose(d_image(x)[0], d_image(other)[0], atol=1e-4)
+
+
+class _Brightness(torch.nn.Module):
+    """A stand-in sketch D whose score is the mean pixel value: the rankings become known."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+class _GroupSum(torch.nn.Module):
+    """A stand-in sketch D that scores every member of a group with the group's total: a
+    score that depends on the batch-mates, as minibatch-stddev makes the real D's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)).sum().expand(x.shape[0]).unsqueeze(1)
+
+
+def test_sketch_d_signal_scores_alone_and_among_fixed_batch_mates():
+    sig = _report_script("bench_sketch_d_signal")
+    d = _GroupSum()
+    assert sig.solo_scores(d, _level(1, 2)).flatten().tolist() == [4.0, 8.0]  # 4 copies
+    # the first sketch's mates are mates 0-2, the second's 3, 0, 1 (cycling)
+    among = sig.among_scores(d, _level(1, 2), _level(10, 20, 30, 40)).flatten().tolist()
+    assert among == [61.0, 72.0]
+
+
+def _level(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+
+
+def test_sketch_d_signal_row_separates_pose_from_rendering():
+    sig = _report_script("bench_sketch_d_signal")
+    sets = sig.SketchSets(
+        samples=_level(0.1, 0.2, -0.5, -0.6),  # generated: all darker than any real scene
+        sample_target=np.array([True, False, False, False]),
+        sample_shape=np.array([True, True, False, False]),
+        user=_level(0.9, 0.7),
+        posed_scenes=_level(0.4, 0.6),
+        scenes=_level(0.3, 0.8, 0.5, 0.4),  # real: the sketched pose ranks third of four
+        scene_target=np.array([False, False, False, True]),
+    )
+    row = sig.signal_row(_Brightness(), sets)
+    assert row["auc_real_vs_generated"] == 1.0
+    assert row["auc_target_real_scenes"] == round(1 / 3, 3)
+    assert row["auc_target"] == round(2 / 3, 3)
+    assert row["auc_shape"] == 1.0 and row["auc_pose_within_shape"] == 0.0
+    assert row["score_user_sketches"] == 0.8 and row["score_eval_scenes"] == 0.5
+    assert row["score_real_scenes"] == 0.5
+    assert row["score_target_samples"] == 0.1 and row["score_target_real_scenes"] == 0.4
+    assert row["auc_real_vs_generated_in_target"] == 1.0  # 0.4 (real) above 0.1 (generated)
+    # a D without a batch feature scores a sketch the same alone, together or among others
+    assert row["score_target_solo"] == row["score_target_samples_together"] == 0.1
+    assert row["score_other_solo"] == -0.3 and row["score_user_among_samples"] == 0.8
+    assert (row["n_target"], row["n_target_real_scenes"]) == (1, 1)
 
 
 def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
