@@ -7,7 +7,8 @@ their logs are committed in `reports/mapping_long_run/`. This script turns them 
 report's tables (nothing typed by hand) and enlarges the first samples of each grid into one
 picture (same z in every row).
 
-    .venv/bin/python reports/mapping_long_run.py table
+    .venv/bin/python reports/mapping_long_run.py table     # print every table
+    .venv/bin/python reports/mapping_long_run.py refresh   # rewrite the report's tables in place
     .venv/bin/python reports/mapping_long_run.py figure LABEL=GRID.png [LABEL=GRID.png ...]
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sketchgan.io import atomic_path
 from sketchgan.report import comparison_panel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,9 @@ PAPER_LR = 0.002
 GRID_PAD = 2  # sketchgan.io.make_grid's padding
 TILE = 32
 N_TILES = 8
+PAPER_LABEL = "the paper's method"
 NO_REG_LABEL = "without image regularisation"
+NO_MBSTD_LABEL = "sketch D without its batch feature"
 LOSS_EVERY = 5000  # iterations per row of the loss table
 
 
@@ -104,9 +108,11 @@ def probe_table(probe: list[dict]) -> str:
     return _markdown(headers, rows)
 
 
-def no_image_reg_table(snapshots: list[dict], curve: list[dict], measured: list[dict]) -> str:
-    """The paper's run beside the one without image regularisation, at the latter's counts;
-    where its generator was not measured again, only the curve's own measures are shown."""
+def beside_paper_table(
+    label: str, snapshots: list[dict], curve: list[dict], measured: list[dict]
+) -> str:
+    """The paper's run beside another run (``label``) at the latter's counts; where the
+    other run's generator was not measured again, only its curve's own measures are shown."""
     full = {int(r["snapshot"]): r for r in snapshots}
     fuller = {int(r["snapshot"]): r for r in measured}
     headers = ["run", "iterations", "w moved", *SAMPLE_HEADERS]
@@ -115,24 +121,52 @@ def no_image_reg_table(snapshots: list[dict], curve: list[dict], measured: list[
         it = int(r["it"])
         if it == 0 or it not in full:
             continue
-        noreg = fuller.get(it, r)
-        for label, row in (("full method (l_image 0.7)", full[it]), (NO_REG_LABEL, noreg)):
-            rows.append([label, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
+        other = fuller.get(it, r)
+        for name, row in ((PAPER_LABEL, full[it]), (label, other)):
+            rows.append([name, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
     return _markdown(headers, rows, text_first=True)
 
 
-def signal_table(signal: list[dict]) -> str:
-    headers = ["sketch D of iteration", "AUC target pose", "AUC sketched shape"]
-    headers += ["AUC pose, within the shape", "mean score: user sketches"]
-    headers += ["real scenes of the pose", "target-pose samples", "other samples"]
-    keys = [("auc_target", ".3f"), ("auc_shape", ".3f"), ("auc_pose_within_shape", ".3f")]
-    keys += [("score_user_sketches", ".2f"), ("score_eval_scenes", ".2f")]
-    keys += [("score_target_samples", ".2f"), ("score_other_samples", ".2f")]
+def _per_checkpoint(signal: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """One row per sketch-D checkpoint; ``columns``: (header, key, format)."""
+    headers = ["sketch D of iteration", *[h for h, _, _ in columns]]
     rows = [
-        [f"{int(r['step']):,}", *[_cell(r, k, spec) for k, spec in keys]]
+        [f"{int(r['step']):,}", *[_cell(r, k, spec) for _, k, spec in columns]]
         for r in sorted(signal, key=lambda r: r["step"])
     ]
     return _markdown(headers, rows)
+
+
+def signal_table(signal: list[dict]) -> str:
+    """How each checkpoint's sketch D ranks sketches: by pose, and real against generated."""
+    return _per_checkpoint(
+        signal,
+        [
+            ("AUC target pose", "auc_target", ".3f"),
+            ("AUC sketched shape", "auc_shape", ".3f"),
+            ("AUC pose, within the shape", "auc_pose_within_shape", ".3f"),
+            ("AUC target pose, real scenes", "auc_target_real_scenes", ".3f"),
+            ("AUC real vs generated", "auc_real_vs_generated", ".3f"),
+            ("AUC real vs generated, target pose", "auc_real_vs_generated_in_target", ".3f"),
+        ],
+    )
+
+
+def batch_table(signal: list[dict]) -> str:
+    """Mean scores of the same sketches in different batches: the batch feature's share."""
+    return _per_checkpoint(
+        signal,
+        [
+            ("user sketches, together", "score_user_sketches", ".2f"),
+            ("user sketches, among samples", "score_user_among_samples", ".2f"),
+            ("real scenes of the pose, together", "score_eval_scenes", ".2f"),
+            ("target-pose samples, together", "score_target_samples_together", ".2f"),
+            ("target-pose samples, in their batches", "score_target_samples", ".2f"),
+            ("target-pose samples, alone", "score_target_solo", ".2f"),
+            ("other samples, alone", "score_other_solo", ".2f"),
+            ("other samples, in their batches", "score_other_samples", ".2f"),
+        ],
+    )
 
 
 LOSS_COLUMNS = {
@@ -176,22 +210,57 @@ def tiles_from_grid(path: Path, n: int = N_TILES, size: int = TILE) -> torch.Ten
     return t / 127.5 - 1.0
 
 
+def refresh_tables(markdown: str, tables: list[str]) -> str:
+    """``markdown`` with each of its tables replaced by the generated table of the same header
+    row (the k-th table of a header by the k-th generated one); prose is left alone."""
+    fresh: dict[str, list[list[str]]] = {}
+    for t in tables:
+        lines = t.strip().splitlines()
+        fresh.setdefault(lines[0], []).append(lines)
+    out, lines, i, seen = [], markdown.splitlines(), 0, {}
+    while i < len(lines):
+        line = lines[i]
+        if line in fresh and not (i and lines[i - 1].startswith("|")):
+            k = seen[line] = seen.get(line, -1) + 1
+            if k >= len(fresh[line]):
+                raise SystemExit(f"{line[:60]}...: more such tables in the report than generated")
+            out += fresh[line][k]
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+def all_tables() -> list[str]:
+    """Every table of the report, generated from the committed logs."""
+    snapshots = read_rows(LOGS / "snapshots.jsonl")
+    signal = read_rows(LOGS / "sketch_d_signal.jsonl")
+    noreg = read_rows(LOGS / "no_image_reg_curve.jsonl")
+    noreg_measured = read_rows(LOGS / "no_image_reg_snapshot.jsonl")
+    mbstd = read_rows(LOGS / "no_sketch_d_batch_feature_curve.jsonl")
+    return [
+        method_table(snapshots, signal),
+        probe_table(read_rows(LOGS / "probe.jsonl")),
+        signal_table(signal),
+        batch_table(signal),
+        loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY),
+        beside_paper_table(NO_REG_LABEL, snapshots, noreg, noreg_measured),
+        beside_paper_table(NO_MBSTD_LABEL, snapshots, mbstd, []),
+    ]
+
+
 def main() -> None:
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "table":
-        snapshots = read_rows(LOGS / "snapshots.jsonl")
-        signal = read_rows(LOGS / "sketch_d_signal.jsonl")
-        print(method_table(snapshots, signal))
-        print(probe_table(read_rows(LOGS / "probe.jsonl")))
-        print(signal_table(signal))
-        print(loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY))
-        print(
-            no_image_reg_table(
-                snapshots,
-                read_rows(LOGS / "no_image_reg_curve.jsonl"),
-                read_rows(LOGS / "no_image_reg_snapshot.jsonl"),
-            )
-        )
+        print("\n".join(all_tables()))
+    elif cmd == "refresh":
+        report = ROOT / "reports/mapping_long_run.md"
+        text = refresh_tables(report.read_text(), all_tables())
+        with atomic_path(report) as tmp:
+            tmp.write_text(text)
+        print(report)
     elif cmd == "figure":
         rows = []
         for spec in args:
@@ -199,7 +268,7 @@ def main() -> None:
             rows.append((label, tiles_from_grid(Path(path))))
         print(comparison_panel(rows, FIGURE))
     else:
-        raise SystemExit(f"unknown command {cmd!r}: table | figure")
+        raise SystemExit(f"unknown command {cmd!r}: table | refresh | figure")
 
 
 if __name__ == "__main__":

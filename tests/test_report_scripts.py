@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -277,9 +278,29 @@ def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     assert "| 5,000 | 10 | 10.0% | 5.0% | 30.0% | 300.0 |" in table
     assert table.rstrip().endswith("| 0.977 |")
     curve = [{"it": 0}, {"it": 5000, "target": 0.06, "shape": 0.3, "fid": 290.0}]
-    side = mlr.no_image_reg_table(mlr.read_rows(log), curve, [])
+    side = mlr.beside_paper_table(mlr.NO_REG_LABEL, mlr.read_rows(log), curve, [])
     # a run measured only by its curve: blank where the curve has no figure
     assert "| without image regularisation | 5,000 |  | 6.0% | 30.0% | 290.0 |  |" in side
+
+
+def test_long_run_refresh_replaces_each_table_by_its_header_in_order():
+    mlr = _report_script("mapping_long_run")
+    report = "\n".join(
+        ["intro", "| a | b |", "|---:|---:|", "| 1 | 2 |", "", "text", "| run | x |"]
+        + ["|---|---:|", "| old | 0 |", "more", "| run | x |", "|---|---:|", "| old2 | 0 |"]
+    )
+    tables = ["| a | b |\n|---:|---:|\n| 3 | 4 |\n| 5 | 6 |\n"]
+    tables += [
+        "| run | x |\n|---|---:|\n| first | 1 |\n",
+        "| run | x |\n|---|---:|\n| second | 2 |\n",
+    ]
+    fresh = mlr.refresh_tables(report, tables).splitlines()
+    assert fresh[:5] == ["intro", "| a | b |", "|---:|---:|", "| 3 | 4 |", "| 5 | 6 |"]
+    assert "| first | 1 |" in fresh and "| second | 2 |" in fresh and "text" in fresh
+    assert fresh.index("| first | 1 |") < fresh.index("more") < fresh.index("| second | 2 |")
+    assert not any("old" in line for line in fresh)
+    with pytest.raises(SystemExit, match="more such tables"):
+        mlr.refresh_tables(report, tables[:2])
 
 
 def test_long_run_loss_table_averages_each_interval(tmp_path):
