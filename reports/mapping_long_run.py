@@ -240,6 +240,7 @@ def all_tables() -> list[str]:
     noreg = read_rows(LOGS / "no_image_reg_curve.jsonl")
     noreg_measured = read_rows(LOGS / "no_image_reg_snapshot.jsonl")
     mbstd = read_rows(LOGS / "no_sketch_d_batch_feature_curve.jsonl")
+    mbstd_measured = read_rows(LOGS / "no_sketch_d_batch_feature_snapshot.jsonl")
     return [
         method_table(snapshots, signal),
         probe_table(read_rows(LOGS / "probe.jsonl")),
@@ -247,7 +248,7 @@ def all_tables() -> list[str]:
         batch_table(signal),
         loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY),
         beside_paper_table(NO_REG_LABEL, snapshots, noreg, noreg_measured),
-        beside_paper_table(NO_MBSTD_LABEL, snapshots, mbstd, []),
+        beside_paper_table(NO_MBSTD_LABEL, snapshots, mbstd, mbstd_measured),
     ]
 
 
