@@ -15,6 +15,8 @@ Real scenes of every pose (the image regulariser's set, which the sketch D never
 the two things a score can reward: among them, the ranking of the sketched pose is the D's
 knowledge of the pose with the generator's rendering taken out; and the ranking of real
 scenes above generated samples is how much the D rewards real rendering, whatever the pose.
+The same sketches are also scored alone (a group of copies: the minibatch-stddev feature reads
+zero) and among generated batch-mates, which measures how much of a score is the batch.
 
 Run inside a project where `make demo` has written data/ and models/pretrained/:
 
