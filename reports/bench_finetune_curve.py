@@ -24,30 +24,28 @@ import time
 from pathlib import Path
 
 import torch
+from fixed_samples import fixed_seed_samples, target_pose
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features
-from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
 from sketchgan.training import losses
 from sketchgan.training.finetune import FinetuneConfig, finetune
 
-TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
-
 
 @torch.no_grad()
 def _measure(g, evaluator, ref_feats, it: int, name: str, work: Path) -> dict:
-    imgs = torch.cat([generate_images(g, range(i, i + 250), 12345) for i in range(0, 1000, 250)])
+    imgs = fixed_seed_samples(g)
     pred = predict_attributes(evaluator, imgs)
     save_grid(imgs[:32], work / f"curve_{name}_{it:06d}.png", nrow=8)
     feats = evaluator.features(imgs).numpy()
     return {
         "name": name,
         "it": it,
-        "target": float(world.matches_target(pred, world.TargetSpec.from_dict(TARGET)).mean()),
+        "target": float(world.matches_target(pred, target_pose()).mean()),
         "shape": float((pred["shape"] == "star").mean()),
         "colour_spread": round(colour_spread(imgs), 4),
         "fid": round(fid_from_features(feats, ref_feats), 2),

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
+from fixed_samples import fixed_seed_samples, target_pose
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
-from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
 from sketchgan.training.finetune import (
@@ -36,15 +36,13 @@ from sketchgan.training.finetune import (
     generator_arch,
 )
 
-TARGET = {"shape": "star", "cx": [0.35, 0.5], "cy": [0.35, 0.5], "scale": [0.5, 0.65]}
-
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
 def _measure(g: torch.nn.Module, evaluator, name: str, tag: str, work: Path) -> None:
-    imgs = torch.cat([generate_images(g, range(i, i + 250), 12345) for i in range(0, 1000, 250)])
+    imgs = fixed_seed_samples(g)
     pred = predict_attributes(evaluator, imgs)
-    target = world.TargetSpec.from_dict(TARGET)
+    target = target_pose()
     hist = pred["shape"].value_counts(normalize=True).round(3).to_dict()
     save_grid(imgs[:32], work / f"ft_{name}_{tag}.png", nrow=8)
     row = {

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fixed_samples import fixed_seed_samples, target_pose
 
 from sketchgan.checkpoints import load_finetuned_generator, load_sketch_net
 from sketchgan.data import world
@@ -42,15 +43,12 @@ from sketchgan.evaluation.evaluator import (
     predict_attributes,
 )
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features, precision_recall
-from sketchgan.evaluation.sampling import generate_images
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params(ROOT / "params.yaml")  # the target pose and seed: the only defaults
-N_EVAL = 1000
-EVAL_SEED = 12345
+PARAMS = load_params(ROOT / "params.yaml")  # seed, match tolerance, k: the only defaults
 
 
 def mapping_only(g: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -100,9 +98,7 @@ def _w_move(g, w0: torch.Tensor, z: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _measure(g, evaluator, ref_feats, sketch_net, user_sketches, target, it, work) -> dict:
-    imgs = torch.cat(
-        [generate_images(g, range(i, i + 250), EVAL_SEED) for i in range(0, N_EVAL, 250)]
-    )
+    imgs = fixed_seed_samples(g)
     pred = predict_attributes(evaluator, imgs)
     tol = float(PARAMS["evaluate"]["match_tol"])
     stars = pred[pred["shape"] == target.shape]
@@ -148,7 +144,7 @@ def main() -> None:
     torch.manual_seed(int(PARAMS["seed"]))
     args.work.mkdir(parents=True, exist_ok=True)
     at = {int(x) for x in args.at.split(",")}
-    target = world.TargetSpec.from_dict(PARAMS["prepare"]["target"])
+    target = target_pose()
 
     evaluator = load_evaluator("models/pretrained/evaluator.pt").eval()
     for p in evaluator.parameters():

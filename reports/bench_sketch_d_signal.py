@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fixed_samples import fixed_seed_samples, target_pose
 
 from sketchgan.checkpoints import (
     load_checkpoint,
@@ -44,7 +45,6 @@ from sketchgan.checkpoints import (
 )
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
-from sketchgan.evaluation.sampling import generate_images
 from sketchgan.evaluation.sketching import sketch_images
 from sketchgan.io import load_image_folder
 from sketchgan.models.photosketch import to3ch
@@ -52,9 +52,7 @@ from sketchgan.runtime import load_params
 from sketchgan.training.finetune import build_discriminator, generator_arch
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params(ROOT / "params.yaml")  # the target pose: the only defaults
-N_SAMPLES = 1000
-EVAL_SEED = 12345
+PARAMS = load_params(ROOT / "params.yaml")  # the seed: the only defaults
 TRAIN_BATCH = 4  # PhotoSketch runs in train mode (batch statistics) over the training batch
 
 
@@ -171,13 +169,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(int(PARAMS["seed"]))
-    target = world.TargetSpec.from_dict(PARAMS["prepare"]["target"])
+    target = target_pose()
     g = load_finetuned_generator(args.generator, "cpu")
     evaluator = load_evaluator("models/pretrained/evaluator.pt")
     net, _ = load_sketch_net("models/pretrained/photosketch.pt", "cpu")
-    imgs = torch.cat(
-        [generate_images(g, range(i, i + 250), EVAL_SEED) for i in range(0, N_SAMPLES, 250)]
-    )
+    imgs = fixed_seed_samples(g)
     pred = predict_attributes(evaluator, imgs)
     eval_images = load_image_folder(Path("data/eval/images"), "RGB")
     scene_images = load_image_folder(Path("data/image_reg/images"), "RGB")

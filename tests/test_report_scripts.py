@@ -146,10 +146,34 @@ def test_finetune_benchmark_prints_a_row_per_setting():
 
 
 def _report_script(name: str):
+    """Load a reports/ script as ``python reports/<name>.py`` would: its folder on ``sys.path``
+    (the scripts share ``reports/fixed_samples.py``)."""
+    if str(ROOT / "reports") not in sys.path:
+        sys.path.insert(0, str(ROOT / "reports"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "reports" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_fixed_samples_are_the_same_samples_whatever_the_chunks():
+    """The reports compare each other's numbers as numbers of the same samples: the shared draw
+    must be the one each script made before, and the pose must be params.yaml's."""
+    from sketchgan.evaluation.sampling import generate_images
+
+    fixed = _report_script("fixed_samples")
+    g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).eval()
+    n = fixed.CHUNK + 7  # a partial last chunk
+    imgs = fixed.fixed_seed_samples(g, n)
+    assert imgs.shape == (n, 3, 32, 32)
+    # the draw the four scripts each wrote out before: bit-identical
+    old = [generate_images(g, range(i, min(i + 250, n)), 12345) for i in range(0, n, 250)]
+    assert torch.equal(imgs, torch.cat(old))
+    # one batch gives the same samples up to float rounding of the batched convolutions
+    assert torch.allclose(imgs, generate_images(g, range(n), fixed.EVAL_SEED), atol=1e-5)
+    assert not torch.equal(imgs[:4], generate_images(g, range(4), fixed.EVAL_SEED + 1))
+    params = load_params(ROOT / "params.yaml")
+    assert fixed.target_pose() == TargetSpec.from_dict(params["prepare"]["target"])
 
 
 def test_mapping_capacity_probe_moves_only_the_mapping_towards_the_target():
