@@ -9,7 +9,7 @@ picture (same z in every row).
 
     .venv/bin/python reports/mapping_long_run.py table     # print every table
     .venv/bin/python reports/mapping_long_run.py refresh   # rewrite the report's tables in place
-    .venv/bin/python reports/mapping_long_run.py figure LABEL=GRID.png [LABEL=GRID.png ...]
+    .venv/bin/python reports/mapping_long_run.py figure LABEL=GRID.png|LABEL=panel:ROW ...
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from sketchgan.io import atomic_path
-from sketchgan.report import comparison_panel
+from sketchgan.report import comparison_panel, panel_tile_origin
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "reports/mapping_long_run"
@@ -33,6 +33,7 @@ PAPER_LR = 0.002
 GRID_PAD = 2  # sketchgan.io.make_grid's padding
 TILE = 32
 N_TILES = 8
+PANEL_ZOOM = 4  # the figure's nearest-neighbour enlargement
 PAPER_LABEL = "the paper's method"
 NO_REG_LABEL = "without image regularisation"
 NO_MBSTD_LABEL = "sketch D without its batch feature"
@@ -210,6 +211,34 @@ def tiles_from_grid(path: Path, n: int = N_TILES, size: int = TILE) -> torch.Ten
     return t / 127.5 - 1.0
 
 
+def tiles_from_panel(path: Path, row: int, n: int = N_TILES, size: int = TILE) -> torch.Tensor:
+    """Row ``row`` of a :func:`sketchgan.report.comparison_panel` picture (4x nearest
+    neighbour), back at ``size`` px in [-1, 1]: rows whose run state is gone (grids of an
+    earlier stop) are carried over from the committed figure instead of being redrawn."""
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    tiles = []
+    for c in range(n):
+        x, y = panel_tile_origin(row, c, size, PANEL_ZOOM)
+        tiles.append(
+            arr[y : y + size * PANEL_ZOOM : PANEL_ZOOM, x : x + size * PANEL_ZOOM : PANEL_ZOOM]
+        )
+    t = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).float()
+    return t / 127.5 - 1.0
+
+
+def figure_rows(specs: list[str]) -> list[tuple[str, torch.Tensor]]:
+    """``LABEL=GRID.png`` (a sample grid) or ``LABEL=panel:ROW`` (that row of the committed
+    figure), read before the figure is rewritten."""
+    rows = []
+    for spec in specs:
+        label, source = spec.split("=", 1)
+        if source.startswith("panel:"):
+            rows.append((label, tiles_from_panel(FIGURE, int(source.removeprefix("panel:")))))
+        else:
+            rows.append((label, tiles_from_grid(Path(source))))
+    return rows
+
+
 def refresh_tables(markdown: str, tables: list[str]) -> str:
     """``markdown`` with each of its tables replaced by the generated table of the same header
     row (the k-th table of a header by the k-th generated one); prose is left alone."""
@@ -263,11 +292,7 @@ def main() -> None:
             tmp.write_text(text)
         print(report)
     elif cmd == "figure":
-        rows = []
-        for spec in args:
-            label, path = spec.split("=", 1)
-            rows.append((label, tiles_from_grid(Path(path))))
-        print(comparison_panel(rows, FIGURE))
+        print(comparison_panel(figure_rows(args), FIGURE, zoom=PANEL_ZOOM))
     else:
         raise SystemExit(f"unknown command {cmd!r}: table | refresh | figure")
 

@@ -286,6 +286,23 @@ def test_sketch_d_signal_row_separates_pose_from_rendering():
     assert (row["n_target"], row["n_target_real_scenes"]) == (1, 1)
 
 
+def test_long_run_figure_carries_rows_of_the_committed_panel_over(tmp_path, monkeypatch):
+    """Rows whose grids are gone are read back from the figure itself: every tile of the row
+    asked for, at its own size, none of the neighbouring row."""
+    mlr = _report_script("mapping_long_run")
+    gen = torch.Generator().manual_seed(2)
+    rows = [(f"row {r}", torch.rand(8, 3, 32, 32, generator=gen) * 2 - 1) for r in range(3)]
+    panel = comparison_panel(rows, tmp_path / "panel.png", zoom=mlr.PANEL_ZOOM)
+    monkeypatch.setattr(mlr, "FIGURE", panel)
+    sheet = tmp_path / "grid.png"
+    save_grid(rows[0][1], sheet, nrow=8)
+    got = mlr.figure_rows(["again=panel:1", f"grid={sheet}"])
+    assert [label for label, _ in got] == ["again", "grid"]
+    assert torch.allclose(got[0][1], rows[1][1], atol=1 / 127.5)  # uint8 quantisation only
+    assert not torch.allclose(got[0][1], rows[2][1], atol=0.1)
+    assert torch.allclose(got[1][1], rows[0][1], atol=1 / 127.5)
+
+
 def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     mlr = _report_script("mapping_long_run")
     images = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
