@@ -40,13 +40,14 @@ from sketchgan.training.finetune import FinetuneConfig, finetune
 def _measure(g, evaluator, ref_feats, it: int, name: str, work: Path) -> dict:
     imgs = fixed_seed_samples(g)
     pred = predict_attributes(evaluator, imgs)
+    target = target_pose()
     save_grid(imgs[:32], work / f"curve_{name}_{it:06d}.png", nrow=8)
     feats = evaluator.features(imgs).numpy()
     return {
         "name": name,
         "it": it,
-        "target": float(world.matches_target(pred, target_pose()).mean()),
-        "shape": float((pred["shape"] == "star").mean()),
+        "target": float(world.matches_target(pred, target).mean()),
+        "shape": float((pred["shape"] == target.shape).mean()),
         "colour_spread": round(colour_spread(imgs), 4),
         "fid": round(fid_from_features(feats, ref_feats), 2),
     }
