@@ -12,17 +12,23 @@ phase (D, R1, G) from the reference's own states just before it, so each gradien
 with no earlier rounding carried in.
 
 Tolerances are the issue's: losses 1e-5; gradients 1e-5 relative to the tensor's largest value;
-weights 2e-5, except elements whose reference gradient is below 1e-6 in magnitude or has the
-other sign than ours, where Adam with beta1 = 0 takes a +-lr step whose sign is rounding (the
-fixture's .md): those may differ by 2 lr per such step.
+weights 2e-5 or one float32 spacing of the value where that is larger (the mapping's
+equalised-lr weights are stored ~1/lr_mlp = 100x their effective size, |w| up to ~300, where one
+spacing is 3e-5: there 2e-5 would demand bit-equality), except elements whose reference gradient
+is below 1e-6 in magnitude or has the other sign than ours, where Adam with beta1 = 0 takes a
++-lr step whose sign is rounding (the fixture's .md): those may differ by 2 lr per such step.
 
-One deviation is measured, not hidden: in the D step of iteration 0, one leaky-ReLU
-pre-activation of the image D on the fake batch is 2.5e-7 from the kink, and float rounding
-puts it on the other side than the reference's (same ops, different summation order inside the
-convolutions); that slope flip moves the image D's gradients by up to 5e-4 relative.
-``test_every_gradient_matches_before_each_step`` accepts a mismatch only when flipping the one
-pre-activation nearest zero (it must be within 1e-6 of it) makes every gradient of that D match
-to 1e-5. Any second fixture of the same layout (``gansketching_step_*.pt``) is replayed too.
+Deviations are measured, not hidden: float rounding differs with the CPU's convolution kernels
+(summation order), and a (leaky) ReLU pre-activation within rounding of the kink can land on the
+other side than the reference's; that one slope flip moves a whole network's gradients by ~1e-3
+relative. Seen: the D step of iteration 0, the image D on the fake batch, 2.2-2.5e-7 from the
+kink (Intel Xeon and AMD EPYC); the G step of iteration 0, the sketch D's first layer on the fake
+sketches, 4.3e-7 (AMD EPYC only). ``test_every_gradient_matches_before_each_step`` accepts a
+mismatch only when giving one pre-activation within 1e-6 of a kink (in any network the phase
+runs through) the other slope makes every gradient of that network match to 1e-5, and
+``test_kink_explanation_refuses_a_wrong_objective`` checks that this excuse does not cover a 1 %
+change of a loss weight. Any second fixture of the same layout (``gansketching_step_*.pt``) is
+replayed too.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import repo_params, shared_fixtures
+from torch.overrides import TorchFunctionMode
 
 from sketchgan.models import stylegan2
 from sketchgan.models.stylegan2 import channel_table
@@ -300,10 +308,13 @@ def _check_state(label, ours, ref, tiny, lr, prefix) -> None:
             assert torch.equal(o, r), f"{label} {key}"
             continue
         diff = (o.reshape(r.shape) - r).abs()
-        allowed = torch.full_like(r, WEIGHT_TOL)
+        # never below one float32 spacing of the value: equalised-lr weights are stored
+        # ~1/lr_mlp larger (|w| ~ 300, spacing 3e-5), where 2e-5 would demand bit-equality
+        spacing = torch.nextafter(r.abs(), torch.full_like(r, float("inf"))) - r.abs()
+        allowed = torch.clamp(spacing, min=WEIGHT_TOL)
         count = tiny.get(prefix + key)
         if count is not None:
-            allowed = torch.where(count > 0, 2 * lr * count.to(r.dtype) + WEIGHT_TOL, allowed)
+            allowed = torch.where(count > 0, 2 * lr * count.to(r.dtype) + allowed, allowed)
         worst = diff - allowed
         if float(worst.max()) > 0:
             i = int(worst.argmax())
@@ -329,6 +340,27 @@ def test_weights_after_each_step_match(replay):
         for label, ref in by_net.items():
             ours = replay["phase_states"][key][label]
             _check_state(f"{key} {label}", ours, ref, tiny, c["d_lr"], f"{label}.")
+
+
+def test_weight_check_allows_one_float32_spacing_and_no_more():
+    r = torch.tensor([-284.32177734375, 0.5])
+    one_ulp = torch.nextafter(r[0], torch.tensor(float("-inf")))
+    _check_state("t", {"w": torch.stack([one_ulp, r[1]])}, {"w": r}, {}, 0.002, "")
+    for bad in (torch.stack([one_ulp - 2 * (r[0] - one_ulp), r[1]]), r + torch.tensor([0, 3e-5])):
+        with pytest.raises(AssertionError, match="element"):
+            _check_state("t", {"w": bad}, {"w": r}, {}, 0.002, "")
+
+
+@pytest.mark.parametrize(("phase", "net"), [("iter0/G", "G"), ("iter0/D", "D_image")])
+def test_kink_explanation_refuses_a_wrong_objective(phases, phase, net):
+    """The slope-flip excuse must not cover a real deviation: 1 % more image loss is refused."""
+    obj = phases["trainer"].objective
+    before = obj.l_image
+    obj.l_image = before * 1.01
+    try:
+        assert phases["kink"](phase, net) is None
+    finally:
+        obj.l_image = before
 
 
 def _reference_g(fx: dict, k: int) -> dict[str, torch.Tensor]:
@@ -401,11 +433,20 @@ def phases(request, tmp_path_factory) -> dict:
 
     def kink(phase: str, net: str):
         it, name = phase.split("/")
-        if name != "D":
-            return None
         k = int(it.removeprefix("iter"))
-        _load_states(trainer, _state_before(fx, k, "D"))
-        return _flip_nearest_kink(trainer, net, inputs[k], fx["grads"][phase])
+        step = {"D": trainer.d_step, "R1": trainer.r1_step, "G": trainer.g_step}[name]
+
+        def rerun() -> dict:
+            _load_states(trainer, _state_before(fx, k, name))
+            record["iter"] = k
+            step(inputs[k])
+            return {n: g for n, g in record["grads"][phase].items() if g is not None}
+
+        kept = record["grads"][phase]
+        try:
+            return _flip_one_kink(rerun, net, fx["grads"][phase])
+        finally:
+            record["grads"][phase] = kept
 
     def float64(phase: str, net: str):
         it, name = phase.split("/")
@@ -416,7 +457,7 @@ def phases(request, tmp_path_factory) -> dict:
         trainer.recorded = record["grads"][phase]
         return _r1_against_float64(trainer, net, inputs[k], fx["grads"][phase])
 
-    return {"grads": grads, "kink": kink, "float64": float64}
+    return {"grads": grads, "kink": kink, "float64": float64, "trainer": trainer}
 
 
 def trainer_grads(trainer: ft._Trainer, key: str) -> torch.Tensor:
@@ -424,68 +465,66 @@ def trainer_grads(trainer: ft._Trainer, key: str) -> torch.Tensor:
     return trainer.recorded[key]
 
 
-def _flip_nearest_kink(trainer: ft._Trainer, net: str, inp: ft.StepInputs, ref: dict):
-    """Redo the D step's gradient for ``net`` with the leaky-ReLU pre-activation nearest zero
-    given the other slope; (its value, worst relative error) if that makes every gradient of
-    ``net`` match, else None."""
-    d = trainer.d_sketch if net == "D_sketch" else trainer.d_image
-    ft.set_requires_grad(trainer.d_params, True)
-    with torch.no_grad():
-        fake = trainer._fake(inp.d_fake)
-    obj, branch = trainer.objective, trainer.branch
-    if net == "D_sketch":
-        with torch.no_grad():
-            fake_in = branch.d_input(branch.sketch(fake), inp.d_shift_fake)
-        real_in, weight = branch.d_input(inp.real_sketch, inp.d_shift_real), 1.0
-    else:
-        fake_in, real_in, weight = fake, inp.real_img, obj.l_image
-    acts = [m for m in d.modules() if isinstance(m, stylegan2.FusedLeakyReLU)]
+_ACTIVATIONS = {F.leaky_relu, F.leaky_relu_, F.relu, F.relu_, torch.relu, torch.relu_}
 
-    def loss(flip=None):
-        calls = []
 
-        def forward(self, x, _calls=calls):
-            pre = x + self.bias.view(1, -1, *([1] * (x.ndim - 2)))
-            slope = torch.where(pre > 0, 1.0, stylegan2.LRELU_SLOPE)
-            layer = len(_calls)
-            _calls.append(pre.detach())
-            if flip is not None and flip[0] == layer:
-                slope[flip[1]] = 1.0 + stylegan2.LRELU_SLOPE - slope[flip[1]]
-            return pre * slope * stylegan2.LRELU_GAIN
+def _slope(func) -> float:
+    return stylegan2.LRELU_SLOPE if "leaky" in func.__name__ else 0.0
 
-        originals = {m: m.forward for m in acts}
-        for m in acts:
-            m.forward = forward.__get__(m)
-        try:
-            value = weight * (losses.d_real_loss(d(real_in)) + losses.d_fake_loss(d(fake_in)))
-        finally:
-            for m, f in originals.items():
-                m.forward = f
-        return value, calls
 
-    _, pres = loss()
-    best = min(
-        (
-            (
-                float(p.abs().min()),
-                i,
-                tuple(int(j) for j in torch.nonzero(p.abs() == p.abs().min())[0]),
+class _NearKinks(TorchFunctionMode):
+    """Every (leaky) ReLU call of a step, in order: the pre-activations within KINK_BAND of
+    zero, as (|value|, call, flat index)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.near: list[tuple[float, int, int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _ACTIVATIONS:
+            x = args[0].detach().reshape(-1)
+            for j in torch.nonzero(x.abs() < KINK_BAND).reshape(-1).tolist():
+                self.near.append((float(x[j].abs()), self.calls, j))
+            self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+class _FlipOne(TorchFunctionMode):
+    """The same step with one pre-activation given the other slope (forward and backward)."""
+
+    def __init__(self, call: int, index: int) -> None:
+        super().__init__()
+        self.calls, self.call, self.index = 0, call, index
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _ACTIVATIONS:
+            self.calls += 1
+            if self.calls - 1 == self.call:
+                x, neg = args[0], _slope(func)
+                slope = torch.where(x.detach() > 0, 1.0, neg).to(x.dtype).reshape(-1)
+                slope[self.index] = 1.0 + neg - slope[self.index]
+                return x * slope.reshape(x.shape)
+        return func(*args, **(kwargs or {}))
+
+
+def _flip_one_kink(rerun, net: str, ref: dict):
+    """Rerun a phase with each pre-activation within KINK_BAND of a (leaky) ReLU kink (in any
+    network the phase runs through) given the other slope; (its value, worst relative error)
+    if one such flip makes every gradient of ``net`` match, else None."""
+    finder = _NearKinks()
+    with finder:
+        rerun()
+    for value, call, index in sorted(finder.near):
+        with _FlipOne(call, index):
+            grads = rerun()
+        errs = [_grad_error(g, ref[k]) for k, g in grads.items() if k.startswith(net + ".")]
+        if errs and max(errs) <= GRAD_REL_TOL:
+            return (
+                f"one pre-activation ({call}th (leaky) ReLU call of the step) at {value:.2g} "
+                f"from the kink; with its slope flipped every gradient is within {max(errs):.2g}"
             )
-            for i, p in enumerate(pres)
-        ),
-    )
-    if best[0] > KINK_BAND:
-        return None
-    value, _ = loss(flip=(best[1], best[2]))
-    params = dict(d.named_parameters())
-    grads = torch.autograd.grad(value, list(params.values()))
-    errs = [_grad_error(g, ref[f"{net}.{name}"]) for name, g in zip(params, grads, strict=True)]
-    if max(errs) > GRAD_REL_TOL:
-        return None
-    return (
-        f"one leaky-ReLU pre-activation at {best[0]:.2g} from the kink; with its slope "
-        f"flipped every gradient is within {max(errs):.2g}"
-    )
+    return None
 
 
 def _r1_against_float64(trainer: ft._Trainer, net: str, inp: ft.StepInputs, ref: dict):
