@@ -191,7 +191,8 @@ def loss_table(losses_csv: Path, every: int) -> str:
     headers = ["iterations", *LOSS_COLUMNS.values()]
     rows = []
     for b, rs in sorted(buckets.items()):
-        rows.append([f"{b * every:,}-{(b + 1) * every:,}"])
+        last = min((b + 1) * every, max(int(r["step"]) for r in rs))  # a partial last bucket
+        rows.append([f"{b * every:,}-{last:,}"])
         for k in LOSS_COLUMNS:  # a term the run did not have is logged blank
             values = [float(r[k]) for r in rs if r[k]]
             rows[-1].append(f"{np.mean(values):.3f}" if values else "")

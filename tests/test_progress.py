@@ -33,6 +33,18 @@ def test_quiet_interval_when_not_a_terminal():
     assert len(out.getvalue().splitlines()) == 2  # the first and the last only
 
 
+def test_first_line_even_when_the_clock_started_recently(monkeypatch):
+    """time.monotonic() counts from boot: on a machine up for less than line_every_s the
+    first line must still come."""
+    import sketchgan.progress as progress
+
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 5.0)
+    out = io.StringIO()
+    bar = TrainingProgress(100, "pretrain", stream=out, line_every_s=3600)
+    bar.update(10, {"loss": 1.0})
+    assert out.getvalue().startswith("pretrain: 10/100")
+
+
 def test_a_bar_on_a_terminal_starts_at_a_resumed_step():
     out = _Tty()
     with TrainingProgress(50, "train", stream=out) as bar:

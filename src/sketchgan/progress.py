@@ -34,7 +34,7 @@ class TrainingProgress:
         self.step = 0
         self._start = time.monotonic()
         self._first_step: int | None = None
-        self._last_line = 0.0
+        self._last_line: float | None = None  # not 0: the monotonic clock may start near 0
         self.bar = (
             tqdm(total=self.total, desc=desc, file=self.stream, dynamic_ncols=True, leave=True)
             if self.tty
@@ -71,7 +71,8 @@ class TrainingProgress:
             self.bar.set_postfix(self._postfix(metrics), refresh=True)
             return
         now = time.monotonic()
-        if now - self._last_line >= self.line_every_s or self.step >= self.total:
+        due = self._last_line is None or now - self._last_line >= self.line_every_s
+        if due or self.step >= self.total:
             self._last_line = now
             eta = self.eta_s()
             parts = [f"{k} {v}" for k, v in self._postfix(metrics).items()]
