@@ -109,22 +109,26 @@ def probe_table(probe: list[dict]) -> str:
     return _markdown(headers, rows)
 
 
-def beside_paper_table(
-    label: str, snapshots: list[dict], curve: list[dict], measured: list[dict]
-) -> str:
-    """The paper's run beside another run (``label``) at the latter's counts; where the
-    other run's generator was not measured again, only its curve's own measures are shown."""
+Run = tuple[str, list[dict], list[dict]]  # label, its curve's rows, its snapshots re-measured
+
+
+def beside_paper_table(snapshots: list[dict], runs: list[Run]) -> str:
+    """The paper's run beside other runs at the counts they reached: one row per run at each
+    count; where a run's generator was not measured again, only its curve's own measures."""
     full = {int(r["snapshot"]): r for r in snapshots}
-    fuller = {int(r["snapshot"]): r for r in measured}
     headers = ["run", "iterations", "w moved", *SAMPLE_HEADERS]
+    counts = sorted({int(r["it"]) for _, curve, _ in runs for r in curve} - {0})
     rows = []
-    for r in curve:
-        it = int(r["it"])
-        if it == 0 or it not in full:
-            continue
-        other = fuller.get(it, r)
-        for name, row in ((PAPER_LABEL, full[it]), (label, other)):
-            rows.append([name, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
+    for it in counts:
+        if it in full:
+            rows.append([PAPER_LABEL, f"{it:,}", _cell(full[it], "w_move", "%")])
+            rows[-1] += _sample_cells(full[it])
+        for label, curve, measured in runs:
+            fuller = {int(r["snapshot"]): r for r in measured}
+            for r in curve:
+                if int(r["it"]) == it:
+                    row = fuller.get(it, r)
+                    rows.append([label, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
     return _markdown(headers, rows, text_first=True)
 
 
@@ -263,6 +267,23 @@ def refresh_tables(markdown: str, tables: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: the diagnostic runs redone from iteration 0 on another machine and run longer (stop 17)
+RERUNS = {
+    "noreg": (NO_REG_LABEL + ", rerun (AMD)", "no_image_reg_rerun"),
+    "mbstd1": (NO_MBSTD_LABEL + ", rerun (AMD)", "no_sketch_d_batch_feature_rerun"),
+}
+
+
+def runs(name: str) -> list[Run]:
+    """The rerun of diagnostic ``name``, if its logs are committed."""
+    label, stem = RERUNS[name]
+    curve = LOGS / f"{stem}_curve.jsonl"
+    if not curve.exists():
+        return []
+    snaps = LOGS / f"{stem}_snapshot.jsonl"
+    return [(label, read_rows(curve), read_rows(snaps) if snaps.exists() else [])]
+
+
 def all_tables() -> list[str]:
     """Every table of the report, generated from the committed logs."""
     snapshots = read_rows(LOGS / "snapshots.jsonl")
@@ -277,8 +298,8 @@ def all_tables() -> list[str]:
         signal_table(signal),
         batch_table(signal),
         loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY),
-        beside_paper_table(NO_REG_LABEL, snapshots, noreg, noreg_measured),
-        beside_paper_table(NO_MBSTD_LABEL, snapshots, mbstd, mbstd_measured),
+        beside_paper_table(snapshots, [(NO_REG_LABEL, noreg, noreg_measured), *runs("noreg")]),
+        beside_paper_table(snapshots, [(NO_MBSTD_LABEL, mbstd, mbstd_measured), *runs("mbstd1")]),
     ]
 
 

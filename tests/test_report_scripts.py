@@ -319,9 +319,22 @@ def test_long_run_report_reads_grids_back_and_tables_every_snapshot(tmp_path):
     assert "| 5,000 | 10 | 10.0% | 5.0% | 30.0% | 300.0 |" in table
     assert table.rstrip().endswith("| 0.977 |")
     curve = [{"it": 0}, {"it": 5000, "target": 0.06, "shape": 0.3, "fid": 290.0}]
-    side = mlr.beside_paper_table(mlr.NO_REG_LABEL, mlr.read_rows(log), curve, [])
+    side = mlr.beside_paper_table(mlr.read_rows(log), [(mlr.NO_REG_LABEL, curve, [])])
     # a run measured only by its curve: blank where the curve has no figure
     assert "| without image regularisation | 5,000 |  | 6.0% | 30.0% | 290.0 |  |" in side
+    longer = curve + [{"it": 15000, "target": 0.07, "shape": 0.35, "fid": 250.0}]
+    measured = [{"snapshot": 15000, "target": 0.07, "shape": 0.35, "fid": 250.0, "w_move": 0.2}]
+    side = mlr.beside_paper_table(
+        mlr.read_rows(log), [(mlr.NO_REG_LABEL, curve, []), ("rerun", longer, measured)]
+    ).splitlines()
+    # each run at each count it reached, the paper's first where it has that count
+    assert [line.split(" | ")[0:2] for line in side[2:]] == [
+        ["| the paper's method", "5,000"],
+        ["| without image regularisation", "5,000"],
+        ["| rerun", "5,000"],
+        ["| rerun", "15,000"],
+    ]
+    assert "| rerun | 15,000 | 20.0% | 7.0% |" in side[-1]
 
 
 def test_long_run_refresh_replaces_each_table_by_its_header_in_order():
