@@ -119,3 +119,13 @@ def test_closure_follows_lazy_and_transitive_imports():
     assert "src/sketchgan/training/finetune.py" in got
     assert "src/sketchgan/models/stylegan2.py" in got
     assert "src/sketchgan/checkpoints.py" in got
+
+
+def test_bytecode_caches_are_not_part_of_a_dependency_hash():
+    """A source folder's hash must be its sources': bytecode caches differ between machines."""
+    from dvc.repo import Repo
+
+    ignore = Repo(str(ROOT)).dvcignore
+    assert ignore.is_ignored_dir(str(ROOT / "src/sketchgan/models/__pycache__"))
+    assert ignore.is_ignored_file(str(ROOT / "src/sketchgan/models/stylegan2.cpython-311.pyc"))
+    assert not ignore.is_ignored_file(str(ROOT / "src/sketchgan/models/stylegan2.py"))
