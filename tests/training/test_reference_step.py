@@ -521,7 +521,7 @@ def _flip_one_kink(rerun, net: str, ref: dict):
         errs = [_grad_error(g, ref[k]) for k, g in grads.items() if k.startswith(net + ".")]
         if errs and max(errs) <= GRAD_REL_TOL:
             return (
-                f"one pre-activation ({call}th (leaky) ReLU call of the step) at {value:.2g} "
+                f"one pre-activation (in (leaky) ReLU call {call} of the step) at {value:.2g} "
                 f"from the kink; with its slope flipped every gradient is within {max(errs):.2g}"
             )
     return None
