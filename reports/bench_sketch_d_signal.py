@@ -64,12 +64,17 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
 
 
-def load_sketch_d(checkpoint: Path, generator: Path) -> tuple[torch.nn.Module, int]:
+def load_sketch_d(
+    checkpoint: Path, generator: Path, stddev_group: int | None = None
+) -> tuple[torch.nn.Module, int]:
     """A checkpoint's sketch D and its iteration; a generator file's D is iteration 0's (the
-    paper's sketch D starts as the image D)."""
+    paper's sketch D starts as the image D). ``stddev_group``: the minibatch-stddev group the
+    D was trained with, where a diagnostic run changed it (it is not in the state dict)."""
     d = build_discriminator(generator_arch(load_generator(generator)[1], generator))
     data = load_checkpoint(checkpoint)
     d.load_state_dict(data["shared"]["d_sketch"] if "shared" in data else data["d"])
+    if stddev_group is not None:
+        d.stddev_group = stddev_group
     return d.eval(), int(data.get("step", 0))
 
 
@@ -166,6 +171,12 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--generator", type=Path, default=Path("models/pretrained/generator.pt"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--sketch-d-stddev-group",
+        type=int,
+        default=None,
+        help="the group a diagnostic run trained its sketch D with (bench_finetune_curve.py)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(int(PARAMS["seed"]))
@@ -188,7 +199,7 @@ def main() -> None:
         scene_target=world.matches_target(predict_attributes(evaluator, scene_images), target),
     )
     for ckpt in args.checkpoints:
-        d, step = load_sketch_d(ckpt, args.generator)
+        d, step = load_sketch_d(ckpt, args.generator, args.sketch_d_stddev_group)
         row = {"checkpoint": str(ckpt), "step": step, **signal_row(d, sets)}
         print(json.dumps(row), flush=True)
 

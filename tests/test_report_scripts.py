@@ -212,6 +212,13 @@ def test_sketch_d_signal_ranks_and_scores_in_training_groups():
     # groups of the training batch: the first group's scores ignore the second group
     alone = sig.sketch_d_scores(d, sketches[:4])
     assert torch.allclose(scores[:4], alone)
+    # a diagnostic D trained without the batch feature is scored without it: each sketch alone
+    d1, _ = sig.load_sketch_d(zoo, zoo, stddev_group=1)
+    single = torch.cat(
+        [sig.sketch_d_scores(d1, sketches[i : i + 1].repeat(4, 1, 1, 1))[:1] for i in range(8)]
+    )
+    assert torch.allclose(sig.sketch_d_scores(d1, sketches), single, atol=1e-5)
+    assert not torch.allclose(scores, sig.sketch_d_scores(d1, sketches), atol=1e-3)
 
 
 def test_curve_diagnostic_turns_off_only_the_sketch_d_batch_feature(monkeypatch):
