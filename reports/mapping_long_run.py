@@ -267,6 +267,22 @@ def refresh_tables(markdown: str, tables: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+EFFICIENCY_RUNS = {"paper": PAPER_LABEL, "noreg": NO_REG_LABEL + ", rerun (AMD)"}
+
+
+def efficiency_table(rows: list[dict]) -> str:
+    """`bench_step_efficiency.py` rows: how much of the G steps of 1,000 iterations add up."""
+    headers = ["run", "from iteration", "mean step (L2)"]
+    headers += [f"efficiency, {k} steps (random: {k**-0.5:.3f})" for k in (10, 100, 1000)]
+    out = []
+    for r in rows:
+        out.append(
+            [EFFICIENCY_RUNS[r["run"]], f"{int(r['start']):,}", f"{r['mean_step_norm']:.3f}"]
+        )
+        out[-1] += [f"{r[f'efficiency_{k}']:.3f}" for k in (10, 100, 1000)]
+    return _markdown(headers, out, text_first=True)
+
+
 #: the diagnostic runs redone from iteration 0 on another machine and run longer (stop 17)
 RERUNS = {
     "noreg": (NO_REG_LABEL + ", rerun (AMD)", "no_image_reg_rerun"),
@@ -300,6 +316,7 @@ def all_tables() -> list[str]:
         loss_table(LOGS / "paper_run/losses.csv", LOSS_EVERY),
         beside_paper_table(snapshots, [(NO_REG_LABEL, noreg, noreg_measured), *runs("noreg")]),
         beside_paper_table(snapshots, [(NO_MBSTD_LABEL, mbstd, mbstd_measured), *runs("mbstd1")]),
+        efficiency_table(read_rows(LOGS / "step_efficiency.jsonl")),
     ]
 
 

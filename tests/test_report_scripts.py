@@ -389,3 +389,30 @@ def test_the_committed_long_run_is_the_paper_default_and_loads_safely():
     assert ckpt["step"] >= 25_000
     rows = [json.loads(x) for x in (ROOT / "reports/mapping_long_run/curve.jsonl").open()]
     assert rows[-1]["it"] <= ckpt["step"]
+
+
+def test_step_efficiency_tells_straight_from_cancelling_and_random_steps():
+    eff = _report_script("bench_step_efficiency")
+    v = torch.tensor([3.0, 4.0])
+    assert eff.efficiency([v] * 10, 10) == 1.0
+    assert eff.efficiency([v, -v] * 5, 10) == 0.0
+    orthogonal = list(torch.eye(100))  # 100 steps in different directions: 1/sqrt(100)
+    assert eff.efficiency(orthogonal, 100) == pytest.approx(0.1, abs=1e-4)
+    assert eff.efficiency([v] * 5, 10) is None  # no full block
+
+
+def test_step_recorder_records_what_the_g_optimiser_changed():
+    eff = _report_script("bench_step_efficiency")
+    p = torch.nn.Parameter(torch.zeros(3))
+
+    class Trainer:
+        g_trained = [p]
+        g_optim = torch.optim.SGD([p], lr=0.5)
+
+    rec = eff.StepRecorder()
+    rec.attach(Trainer)
+    for g in (torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 2.0, 0.0])):
+        p.grad = g
+        Trainer.g_optim.step()
+    assert torch.equal(rec.steps[0], torch.tensor([-0.5, 0.0, 0.0]))
+    assert torch.equal(rec.steps[1], torch.tensor([0.0, -1.0, 0.0]))
