@@ -103,13 +103,21 @@ def test_queue_temp_show_apply_leave_the_workspace_alone(tmp_path: Path) -> None
 
     sh(dvc, "exp", "run", "--queue", "-n", "qa", "-S", "train.iters=4")
     sh(dvc, "exp", "run", "--queue", "-n", "qb", "-S", "train.augment=false")
-    sh(dvc, "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 400
+    # the workers it spawns inherit its stdout: with a pipe, waiting for the command would wait
+    # for the whole queue (a CI run timed out there); with a file it returns once they start
+    with (tmp_path / "queue_start.log").open("w") as log:
+        started = subprocess.run(
+            [dvc, "queue", "start", "-j", "2"], cwd=repo, env=env, stdout=log, stderr=log
+        )
+    assert started.returncode == 0, (tmp_path / "queue_start.log").read_text()
+    deadline = time.monotonic() + 600
     while True:
         status = sh(dvc, "queue", "status")
         if "Running" not in status and "Queued" not in status:
             break
-        assert time.monotonic() < deadline, status
+        if time.monotonic() > deadline:
+            logs = "".join(sh(dvc, "queue", "logs", n) for n in ("qa", "qb"))
+            raise AssertionError(f"queue still busy after 600 s:\n{status}\n{logs[-3000:]}")
         time.sleep(3)
     assert status.count("Success") == 2, status
     sh(dvc, "exp", "run", "--temp", "-n", "qt", "-S", "train.l_image=0")
