@@ -33,7 +33,7 @@ from sketchgan.evaluation.metrics import colour_spread, fid_from_features
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
 from sketchgan.training import losses
-from sketchgan.training.finetune import FinetuneConfig, finetune
+from sketchgan.training.finetune import FinetuneConfig, FinetuneResult, finetune
 
 
 @torch.no_grad()
@@ -68,6 +68,37 @@ def set_sketch_d_stddev_group(group: int) -> None:
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 
 
+def continue_run(
+    gen: str,
+    sketches: torch.Tensor,
+    reg: torch.Tensor,
+    out: Path,
+    iters: int,
+    over: dict,
+    checkpoint_every: int = 250,
+) -> FinetuneResult:
+    """The run in ``out`` (the paper's defaults + ``over``) resumed up to ``iters`` iterations,
+    with no evaluations or sample sheets on the way (the benchmarks measure afterwards)."""
+    settings = {
+        "iters": iters,
+        "eval_every": 0,
+        "sample_every": 0,
+        "checkpoint_every": checkpoint_every,
+        "log_every": 25,
+        "device": "cpu",
+        **over,
+    }
+    return finetune(
+        FinetuneConfig.from_params(PARAMS, **settings),
+        gen,
+        "models/pretrained/photosketch.pt",
+        sketches,
+        reg,
+        out,
+        handle_signals=False,
+    )
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("NT", "1")))
     gen, name = sys.argv[1], sys.argv[2]
@@ -87,24 +118,7 @@ def main() -> None:
     out = work / f"ftcurve_{name}"
     start = time.perf_counter()
     for it in iters:
-        settings = {
-            "iters": it,
-            "eval_every": 0,
-            "sample_every": 0,
-            "checkpoint_every": 250,
-            "log_every": 25,
-            "device": "cpu",
-            **over,
-        }
-        result = finetune(
-            FinetuneConfig.from_params(PARAMS, **settings),
-            gen,
-            "models/pretrained/photosketch.pt",
-            sketches,
-            reg,
-            out,
-            handle_signals=False,
-        )
+        result = continue_run(gen, sketches, reg, out, it, over)
         g = load_finetuned_generator(out / "generator_last.pt", "cpu")
         row = _measure(g, evaluator, ref, it, name, work)
         row.update(

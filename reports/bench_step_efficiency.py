@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 
 import torch
+from bench_finetune_curve import continue_run
 
 from sketchgan.checkpoints import load_checkpoint
 from sketchgan.io import load_image_folder
-from sketchgan.runtime import load_params
 from sketchgan.training import finetune as ft
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 BLOCKS = (1, 10, 100, 1000)  # K: steps per block
 
 
@@ -91,25 +90,10 @@ def main() -> None:
         shutil.copyfile(start_ckpt, out / "checkpoint.pt")
     recorder = StepRecorder()
     recording_trainer(recorder)
-    settings = {
-        "iters": start + window,
-        "eval_every": 0,
-        "sample_every": 0,
-        "checkpoint_every": window,
-        "log_every": 25,
-        "device": "cpu",
-        **over,
-    }
     t0 = time.perf_counter()
-    ft.finetune(
-        ft.FinetuneConfig.from_params(PARAMS, **settings),
-        gen,
-        "models/pretrained/photosketch.pt",
-        load_image_folder(Path("data/sketches/images"), "L"),
-        load_image_folder(Path("data/image_reg/images"), "RGB"),
-        out,
-        handle_signals=False,
-    )
+    sketches = load_image_folder(Path("data/sketches/images"), "L")
+    reg = load_image_folder(Path("data/image_reg/images"), "RGB")
+    continue_run(gen, sketches, reg, out, start + window, over, checkpoint_every=window)
     steps = recorder.steps
     row = {
         "start": start,

@@ -115,20 +115,19 @@ Run = tuple[str, list[dict], list[dict]]  # label, its curve's rows, its snapsho
 def beside_paper_table(snapshots: list[dict], runs: list[Run]) -> str:
     """The paper's run beside other runs at the counts they reached: one row per run at each
     count; where a run's generator was not measured again, only its curve's own measures."""
+    by_count: dict[int, list[tuple[str, dict]]] = {}
+    for label, curve, measured in runs:
+        fuller = {int(r["snapshot"]): r for r in measured}
+        for r in curve:
+            it = int(r["it"])
+            by_count.setdefault(it, []).append((label, fuller.get(it, r)))
     full = {int(r["snapshot"]): r for r in snapshots}
     headers = ["run", "iterations", "w moved", *SAMPLE_HEADERS]
-    counts = sorted({int(r["it"]) for _, curve, _ in runs for r in curve} - {0})
     rows = []
-    for it in counts:
-        if it in full:
-            rows.append([PAPER_LABEL, f"{it:,}", _cell(full[it], "w_move", "%")])
-            rows[-1] += _sample_cells(full[it])
-        for label, curve, measured in runs:
-            fuller = {int(r["snapshot"]): r for r in measured}
-            for r in curve:
-                if int(r["it"]) == it:
-                    row = fuller.get(it, r)
-                    rows.append([label, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
+    for it in sorted(set(by_count) - {0}):
+        paper = [(PAPER_LABEL, full[it])] if it in full else []
+        for label, row in paper + by_count[it]:
+            rows.append([label, f"{it:,}", _cell(row, "w_move", "%"), *_sample_cells(row)])
     return _markdown(headers, rows, text_first=True)
 
 
@@ -267,18 +266,14 @@ def refresh_tables(markdown: str, tables: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-EFFICIENCY_RUNS = {"paper": PAPER_LABEL, "noreg": NO_REG_LABEL + ", rerun (AMD)"}
-
-
 def efficiency_table(rows: list[dict]) -> str:
     """`bench_step_efficiency.py` rows: how much of the G steps of 1,000 iterations add up."""
     headers = ["run", "from iteration", "mean step (L2)"]
     headers += [f"efficiency, {k} steps (random: {k**-0.5:.3f})" for k in (10, 100, 1000)]
     out = []
     for r in rows:
-        out.append(
-            [EFFICIENCY_RUNS[r["run"]], f"{int(r['start']):,}", f"{r['mean_step_norm']:.3f}"]
-        )
+        label = PAPER_LABEL if r["run"] == "paper" else RERUNS[r["run"]][0]
+        out.append([label, f"{int(r['start']):,}", f"{r['mean_step_norm']:.3f}"])
         out[-1] += [f"{r[f'efficiency_{k}']:.3f}" for k in (10, 100, 1000)]
     return _markdown(headers, out, text_first=True)
 

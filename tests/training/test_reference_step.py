@@ -472,51 +472,42 @@ def _slope(func) -> float:
     return stylegan2.LRELU_SLOPE if "leaky" in func.__name__ else 0.0
 
 
-class _NearKinks(TorchFunctionMode):
-    """Every (leaky) ReLU call of a step, in order: the pre-activations within KINK_BAND of
-    zero, as (|value|, call, flat index)."""
+class _Activations(TorchFunctionMode):
+    """Every (leaky) ReLU call of a step, in order: records the pre-activations within
+    KINK_BAND of zero, as (|value|, call, flat index), and gives ``flip`` = (call, index), if
+    set, the other slope (forward and backward)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flip: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.calls = 0
+        self.flip = flip
         self.near: list[tuple[float, int, int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _ACTIVATIONS:
-            x = args[0].detach().reshape(-1)
-            for j in torch.nonzero(x.abs() < KINK_BAND).reshape(-1).tolist():
-                self.near.append((float(x[j].abs()), self.calls, j))
-            self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
-class _FlipOne(TorchFunctionMode):
-    """The same step with one pre-activation given the other slope (forward and backward)."""
-
-    def __init__(self, call: int, index: int) -> None:
-        super().__init__()
-        self.calls, self.call, self.index = 0, call, index
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _ACTIVATIONS:
-            self.calls += 1
-            if self.calls - 1 == self.call:
-                x, neg = args[0], _slope(func)
-                slope = torch.where(x.detach() > 0, 1.0, neg).to(x.dtype).reshape(-1)
-                slope[self.index] = 1.0 + neg - slope[self.index]
-                return x * slope.reshape(x.shape)
-        return func(*args, **(kwargs or {}))
+        if func not in _ACTIVATIONS:
+            return func(*args, **(kwargs or {}))
+        call, self.calls = self.calls, self.calls + 1
+        x = args[0]
+        flat = x.detach().reshape(-1)
+        for j in torch.nonzero(flat.abs() < KINK_BAND).reshape(-1).tolist():
+            self.near.append((float(flat[j].abs()), call, j))
+        if self.flip is None or self.flip[0] != call:
+            return func(*args, **(kwargs or {}))
+        neg = _slope(func)
+        slope = torch.where(flat > 0, 1.0, neg).to(x.dtype)
+        slope[self.flip[1]] = 1.0 + neg - slope[self.flip[1]]
+        return x * slope.reshape(x.shape)
 
 
 def _flip_one_kink(rerun, net: str, ref: dict):
     """Rerun a phase with each pre-activation within KINK_BAND of a (leaky) ReLU kink (in any
     network the phase runs through) given the other slope; (its value, worst relative error)
     if one such flip makes every gradient of ``net`` match, else None."""
-    finder = _NearKinks()
+    finder = _Activations()
     with finder:
         rerun()
     for value, call, index in sorted(finder.near):
-        with _FlipOne(call, index):
+        with _Activations(flip=(call, index)):
             grads = rerun()
         errs = [_grad_error(g, ref[k]) for k, g in grads.items() if k.startswith(net + ".")]
         if errs and max(errs) <= GRAD_REL_TOL:
