@@ -9,10 +9,13 @@ stars (``shape``), their colour spread, and FID against data/eval in world-evalu
 Usage:
     .venv/bin/python reports/bench_finetune_curve.py GEN NAME 250,500,1000 '{"tune": "mapping"}'
 
-One override is not a FinetuneConfig field but a diagnostic, not the paper's method:
+Two overrides are not FinetuneConfig fields but diagnostics, not the paper's method:
 ``"sketch_d_stddev_group": 1`` gives the *sketch* D a minibatch-stddev group of one sample, so
 its batch-diversity feature is a constant (the image D keeps StyleGAN2's group of 4). It tests
 whether the sketch D's verdict on how alike a batch's sketches are is what slows the run.
+``"freeze_discriminators": true`` runs only the G phase: both discriminators stay as the run's
+checkpoint left them (no D or R1 steps). It tests whether the generator, facing fixed
+verdicts, goes where they point, or whether the discriminators' moving is what holds it back.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features
 from sketchgan.io import load_image_folder, save_grid
 from sketchgan.runtime import load_params
-from sketchgan.training import losses
+from sketchgan.training import finetune as ft
+from sketchgan.training import loop, losses
 from sketchgan.training.finetune import FinetuneConfig, FinetuneResult, finetune
 
 
@@ -63,6 +67,26 @@ def set_sketch_d_stddev_group(group: int) -> None:
         build(self, branch, d_sketch, *args, **kwargs)
 
     losses.GANSketchingObjective.__init__ = init
+
+
+def freeze_discriminators() -> None:
+    """Every trainer built from now on runs only its G phase (the D and R1 phases are dropped;
+    the random draws stay the same, so the G steps see the batches the full run would)."""
+
+    def g_only(self: ft._Trainer) -> tuple[loop.Phase, ...]:
+        return (loop.Phase("G", 1, self.g_step),)
+
+    ft._Trainer.phases = property(g_only)
+
+
+def apply_diagnostics(over: dict) -> dict:
+    """``over`` without the diagnostic switches, each of which is applied to this process."""
+    over = dict(over)
+    if "sketch_d_stddev_group" in over:
+        set_sketch_d_stddev_group(int(over.pop("sketch_d_stddev_group")))
+    if over.pop("freeze_discriminators", False):
+        freeze_discriminators()
+    return over
 
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
@@ -103,9 +127,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("NT", "1")))
     gen, name = sys.argv[1], sys.argv[2]
     iters = [int(x) for x in sys.argv[3].split(",")]
-    over = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-    if "sketch_d_stddev_group" in over:
-        set_sketch_d_stddev_group(int(over.pop("sketch_d_stddev_group")))
+    over = apply_diagnostics(json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
     work = Path(os.environ.get("BENCH_DIR", "/tmp/bench"))
     work.mkdir(parents=True, exist_ok=True)
     evaluator = load_evaluator("models/pretrained/evaluator.pt")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_finetune_curve import continue_run
+from bench_finetune_curve import apply_diagnostics, continue_run
 
 from sketchgan.checkpoints import load_checkpoint
 from sketchgan.io import load_image_folder
@@ -83,6 +83,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("NT", "1")))
     gen, start_ckpt, window = sys.argv[1], sys.argv[2], int(sys.argv[3])
     over = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    settings = apply_diagnostics(over)
     out = Path(tempfile.mkdtemp(prefix="step_eff_"))
     start = 0
     if start_ckpt != "none":
@@ -93,7 +94,7 @@ def main() -> None:
     t0 = time.perf_counter()
     sketches = load_image_folder(Path("data/sketches/images"), "L")
     reg = load_image_folder(Path("data/image_reg/images"), "RGB")
-    continue_run(gen, sketches, reg, out, start + window, over, checkpoint_every=window)
+    continue_run(gen, sketches, reg, out, start + window, settings, checkpoint_every=window)
     steps = recorder.steps
     row = {
         "start": start,
