@@ -416,3 +416,54 @@ def test_step_recorder_records_what_the_g_optimiser_changed():
         Trainer.g_optim.step()
     assert torch.equal(rec.steps[0], torch.tensor([-0.5, 0.0, 0.0]))
     assert torch.equal(rec.steps[1], torch.tensor([0.0, -1.0, 0.0]))
+
+
+def test_frozen_discriminators_diagnostic_trains_g_alone(tmp_path, monkeypatch):
+    """`"freeze_discriminators": true` continues a run with only its G steps: the Ds (and their
+    optimiser) stay bit for bit as the checkpoint left them, while G still moves."""
+    from sketchgan.models.photosketch import ResnetGenerator
+    from sketchgan.models.stylegan2 import Generator
+    from sketchgan.training import finetune as ft
+
+    curve = _report_script("bench_finetune_curve")
+    monkeypatch.setattr(ft._Trainer, "phases", ft._Trainer.phases)  # restored after the test
+    arch = dict(size=16, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=16)
+    ps_cfg = dict(input_nc=3, output_nc=1, ngf=4, n_blocks=1)
+    torch.manual_seed(0)
+    g, d = Generator(**arch), Discriminator(16, channel_multiplier=1, channel_max=16)
+    gpath, ppath = tmp_path / "generator.pt", tmp_path / "photosketch.pt"
+    torch.save({"g_ema": g.state_dict(), "d": d.state_dict(), "config": arch}, gpath)
+    torch.save({"state": ResnetGenerator(**ps_cfg).state_dict(), "config": ps_cfg}, ppath)
+    gen = torch.Generator().manual_seed(1)
+    sketches = torch.rand(4, 1, 16, 16, generator=gen) * 2 - 1
+    images = torch.rand(4, 3, 16, 16, generator=gen) * 2 - 1
+    settings = dict(batch=2, d_reg_every=2, eval_every=0, sample_every=0, log_every=1)
+    cfg = dict(settings, n_sample=2, device="cpu", checkpoint_every=2)
+    out = tmp_path / "run"
+
+    def run_to(iters: int) -> dict:
+        config = ft.FinetuneConfig.from_params(curve.PARAMS, iters=iters, **cfg)
+        ft.finetune(config, gpath, ppath, sketches, images, out, handle_signals=False)
+        return load_checkpoint(out / "checkpoint.pt")["shared"]
+
+    def leaves(x) -> list:
+        if isinstance(x, dict):
+            return [leaf for k in sorted(x, key=str) for leaf in leaves(x[k])]
+        if isinstance(x, list | tuple):
+            return [leaf for v in x for leaf in leaves(v)]
+        return [x]
+
+    def same(a: dict, b: dict, key: str) -> bool:
+        pairs = zip(leaves(a[key]), leaves(b[key]), strict=True)
+        return all(torch.equal(x, y) if torch.is_tensor(x) else x == y for x, y in pairs)
+
+    first = run_to(2)
+    second = run_to(4)  # the full method moves the Ds: the check below can fail
+    assert not same(first, second, "d_sketch") and not same(first, second, "g")
+    assert curve.apply_diagnostics({"freeze_discriminators": True, "l_image": 0.7}) == {
+        "l_image": 0.7
+    }
+    frozen = run_to(6)
+    assert not same(second, frozen, "g")
+    for key in ("d_sketch", "d_image", "d_optim"):
+        assert same(second, frozen, key), key
