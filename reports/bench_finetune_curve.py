@@ -16,6 +16,10 @@ whether the sketch D's verdict on how alike a batch's sketches are is what slows
 ``"freeze_discriminators": true`` runs only the G phase: both discriminators stay as the run's
 checkpoint left them (no D or R1 steps). It tests whether the generator, facing fixed
 verdicts, goes where they point, or whether the discriminators' moving is what holds it back.
+``"resume_g_lr": LR`` gives G's optimiser this lr once a checkpoint is loaded (the checkpoint
+keeps the run's own config; its G optimiser state then carries LR on). With the frozen Ds it
+asks whether their verdicts lead to the sketched pose when G can move as far as the
+supervised probe does (`bench_mapping_capacity.py`, lr 0.1).
 """
 
 from __future__ import annotations
@@ -79,6 +83,19 @@ def freeze_discriminators() -> None:
     ft._Trainer.phases = property(g_only)
 
 
+def set_resume_g_lr(lr: float) -> None:
+    """Every trainer built from now on gives G's optimiser ``lr`` after loading a checkpoint
+    (the run's config, which the resume compares, stays the run's)."""
+    load = ft._Trainer.load_shared_state
+
+    def load_then_set(self: ft._Trainer, sd, where: str) -> None:
+        load(self, sd, where)
+        for group in self.g_optim.param_groups:
+            group["lr"] = lr
+
+    ft._Trainer.load_shared_state = load_then_set
+
+
 def apply_diagnostics(over: dict) -> dict:
     """``over`` without the diagnostic switches, each of which is applied to this process."""
     over = dict(over)
@@ -86,6 +103,8 @@ def apply_diagnostics(over: dict) -> dict:
         set_sketch_d_stddev_group(int(over.pop("sketch_d_stddev_group")))
     if over.pop("freeze_discriminators", False):
         freeze_discriminators()
+    if "resume_g_lr" in over:
+        set_resume_g_lr(float(over.pop("resume_g_lr")))
     return over
 
 

@@ -420,13 +420,15 @@ def test_step_recorder_records_what_the_g_optimiser_changed():
 
 def test_frozen_discriminators_diagnostic_trains_g_alone(tmp_path, monkeypatch):
     """`"freeze_discriminators": true` continues a run with only its G steps: the Ds (and their
-    optimiser) stay bit for bit as the checkpoint left them, while G still moves."""
+    optimiser) stay bit for bit as the checkpoint left them, while G still moves; with
+    `"resume_g_lr"` G's optimiser continues at that lr."""
     from sketchgan.models.photosketch import ResnetGenerator
     from sketchgan.models.stylegan2 import Generator
     from sketchgan.training import finetune as ft
 
     curve = _report_script("bench_finetune_curve")
-    monkeypatch.setattr(ft._Trainer, "phases", ft._Trainer.phases)  # restored after the test
+    for name in ("phases", "load_shared_state"):  # restored after the test
+        monkeypatch.setattr(ft._Trainer, name, getattr(ft._Trainer, name))
     arch = dict(size=16, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=16)
     ps_cfg = dict(input_nc=3, output_nc=1, ngf=4, n_blocks=1)
     torch.manual_seed(0)
@@ -460,10 +462,11 @@ def test_frozen_discriminators_diagnostic_trains_g_alone(tmp_path, monkeypatch):
     first = run_to(2)
     second = run_to(4)  # the full method moves the Ds: the check below can fail
     assert not same(first, second, "d_sketch") and not same(first, second, "g")
-    assert curve.apply_diagnostics({"freeze_discriminators": True, "l_image": 0.7}) == {
-        "l_image": 0.7
-    }
+    diagnostics = {"freeze_discriminators": True, "resume_g_lr": 0.05, "l_image": 0.7}
+    assert curve.apply_diagnostics(diagnostics) == {"l_image": 0.7}
     frozen = run_to(6)
+    lrs = [st["g_optim"]["param_groups"][0]["lr"] for st in (second, frozen)]
+    assert lrs == [curve.PARAMS["train"]["lr"], 0.05]
     assert not same(second, frozen, "g")
     for key in ("d_sketch", "d_image", "d_optim"):
         assert same(second, frozen, key), key
