@@ -266,16 +266,67 @@ def refresh_tables(markdown: str, tables: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _run_label(key: str) -> str:
+    return PAPER_LABEL if key == "paper" else RERUNS[key][0]
+
+
 def efficiency_table(rows: list[dict]) -> str:
-    """`bench_step_efficiency.py` rows: how much of the G steps of 1,000 iterations add up."""
-    headers = ["run", "from iteration", "mean step (L2)"]
+    """`bench_step_efficiency.py` rows: how much of the G steps of 1,000 iterations add up,
+    with the discriminators trained as in the run or frozen (a diagnostic), at G's lr."""
+    headers = ["run", "from iteration", "discriminators", "G lr", "mean step (L2)"]
     headers += [f"efficiency, {k} steps (random: {k**-0.5:.3f})" for k in (10, 100, 1000)]
     out = []
     for r in rows:
-        label = PAPER_LABEL if r["run"] == "paper" else RERUNS[r["run"]][0]
-        out.append([label, f"{int(r['start']):,}", f"{r['mean_step_norm']:.3f}"])
+        over = r["overrides"]
+        ds = "frozen" if over.get("freeze_discriminators") else "trained"
+        lr = over.get("resume_g_lr", over.get("g_lr", PAPER_LR))
+        out.append([_run_label(r["run"]), f"{int(r['start']):,}", ds, f"{lr:g}"])
+        out[-1].append(f"{r['mean_step_norm']:.3f}")
         out[-1] += [f"{r[f'efficiency_{k}']:.3f}" for k in (10, 100, 1000)]
     return _markdown(headers, out, text_first=True)
+
+
+FROZEN_HEADERS = ["target match", "shape match", "FID", "colour spread"]
+
+
+def _frozen_cells(row: dict) -> list[str]:
+    keys = [("target", "%"), ("shape", "%"), ("fid", ".1f"), ("colour_spread", ".3f")]
+    return [_cell(row, k, spec) for k, spec in keys]
+
+
+def frozen_table(frozen: list[dict], trained: dict[str, list[dict]]) -> str:
+    """G alone at the paper's lr against discriminators frozen at one checkpoint, beside the
+    same run with its discriminators trained (where that run reached the same count)."""
+    headers = ["run", "Ds frozen at", "iterations", *FROZEN_HEADERS]
+    headers += [f"{h}, Ds trained" for h in FROZEN_HEADERS[:3]]
+    rows = []
+    for r in frozen:
+        if r["g_lr"] != PAPER_LR:
+            continue
+        same = {int(x["it"]): x for x in trained.get(r["run"], [])}.get(int(r["it"]), {})
+        rows.append([_run_label(r["run"]), f"{int(r['from']):,}", f"{int(r['it']):,}"])
+        rows[-1] += _frozen_cells(r) + _frozen_cells(same)[:3]
+    return _markdown(headers, rows, text_first=True)
+
+
+def pull_table(frozen: list[dict], start_rows: dict[tuple[str, int], dict]) -> str:
+    """Where each checkpoint's frozen discriminators lead G when it moves fast: the samples
+    after K steps at a raised lr (a diagnostic), from the checkpoint's own samples (K = 0)."""
+    headers = ["run", "Ds frozen at", "G steps", "G lr", "Adam travel since", *FROZEN_HEADERS]
+    rows = []
+    done: set[tuple[str, int]] = set()
+    for r in frozen:
+        if r["g_lr"] == PAPER_LR:
+            continue
+        key = (r["run"], int(r["from"]))
+        if key not in done and key in start_rows:
+            rows.append([_run_label(key[0]), f"{key[1]:,}", "0", "", "0"])
+            rows[-1] += _frozen_cells(start_rows[key])
+        done.add(key)
+        steps = int(r["it"]) - key[1]
+        rows.append([_run_label(key[0]), f"{key[1]:,}", f"{steps:,}", f"{r['g_lr']:g}"])
+        rows[-1] += [f"{r['g_lr'] * steps:g}", *_frozen_cells(r)]
+    return _markdown(headers, rows, text_first=True)
 
 
 #: the diagnostic runs redone from iteration 0 on another machine and run longer (stop 17)
@@ -295,6 +346,11 @@ def runs(name: str) -> list[Run]:
     return [(label, read_rows(curve), read_rows(snaps) if snaps.exists() else [])]
 
 
+def snapshots_as_curve(snapshots: list[dict]) -> list[dict]:
+    """The paper's run's snapshot rows keyed like a curve's (``it``)."""
+    return [dict(r, it=int(r["snapshot"])) for r in snapshots]
+
+
 def all_tables() -> list[str]:
     """Every table of the report, generated from the committed logs."""
     snapshots = read_rows(LOGS / "snapshots.jsonl")
@@ -303,6 +359,10 @@ def all_tables() -> list[str]:
     noreg_measured = read_rows(LOGS / "no_image_reg_snapshot.jsonl")
     mbstd = read_rows(LOGS / "no_sketch_d_batch_feature_curve.jsonl")
     mbstd_measured = read_rows(LOGS / "no_sketch_d_batch_feature_snapshot.jsonl")
+    frozen = read_rows(LOGS / "frozen_d.jsonl")
+    trained = {key: runs(key)[0][1] for key in RERUNS}
+    trained["paper"] = snapshots_as_curve(snapshots)
+    starts = {(key, int(r["it"])): r for key, rows in trained.items() for r in rows}
     return [
         method_table(snapshots, signal),
         probe_table(read_rows(LOGS / "probe.jsonl")),
@@ -312,6 +372,8 @@ def all_tables() -> list[str]:
         beside_paper_table(snapshots, [(NO_REG_LABEL, noreg, noreg_measured), *runs("noreg")]),
         beside_paper_table(snapshots, [(NO_MBSTD_LABEL, mbstd, mbstd_measured), *runs("mbstd1")]),
         efficiency_table(read_rows(LOGS / "step_efficiency.jsonl")),
+        frozen_table(frozen, trained),
+        pull_table(frozen, starts),
     ]
 
 

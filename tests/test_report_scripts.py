@@ -470,3 +470,17 @@ def test_frozen_discriminators_diagnostic_trains_g_alone(tmp_path, monkeypatch):
     assert not same(second, frozen, "g")
     for key in ("d_sketch", "d_image", "d_optim"):
         assert same(second, frozen, key), key
+
+
+def test_mapping_mobility_moves_further_with_a_steady_gradient():
+    mob = _report_script("bench_mapping_mobility")
+    style = mob.mapping(16, 2, seed=0)
+    z = torch.randn(64, 16)
+    with torch.no_grad():
+        w0 = style(z)
+    assert mob.w_move(style, w0, z) == 0.0
+    assert mob.spread(torch.ones(5, 3)) == 0.0  # every z mapped to the same w
+    fixed, rel = mob.push(mob.mapping(16, 2, seed=0), [10, 100], coherent=True, seed=1)
+    noise, rel_noise = mob.push(mob.mapping(16, 2, seed=0), [10, 100], coherent=False, seed=1)
+    assert rel == rel_noise > 0
+    assert 0 < fixed[10] < fixed[100] and fixed[100] > 3 * noise[100]
