@@ -37,6 +37,8 @@ PANEL_ZOOM = 4  # the figure's nearest-neighbour enlargement
 PAPER_LABEL = "the paper's method"
 NO_REG_LABEL = "without image regularisation"
 NO_MBSTD_LABEL = "sketch D without its batch feature"
+FAST_G_LABEL = "G lr x75 (g_lr 0.15)"
+NO_AUG_LABEL = "without augmentation"
 LOSS_EVERY = 5000  # iterations per row of the loss table
 
 
@@ -309,10 +311,20 @@ def frozen_table(frozen: list[dict], trained: dict[str, list[dict]]) -> str:
     return _markdown(headers, rows, text_first=True)
 
 
-def pull_table(frozen: list[dict], start_rows: dict[tuple[str, int], dict]) -> str:
+def pull_table(
+    frozen: list[dict], start_rows: dict[tuple[str, int], dict], fuller: list[dict]
+) -> str:
     """Where each checkpoint's frozen discriminators lead G when it moves fast: the samples
-    after K steps at a raised lr (a diagnostic), from the checkpoint's own samples (K = 0)."""
+    after K steps at a raised lr (a diagnostic), from the checkpoint's own samples (K = 0);
+    the last generator of each such run measured again (recall, where its stars are)."""
+    pose = [("recall", "recall", ".3f"), ("stars: x in range", "cx_in_range", "%")]
+    pose += [("y in range", "cy_in_range", "%"), ("scale in range", "scale_in_range", "%")]
     headers = ["run", "Ds frozen at", "G steps", "G lr", "Adam travel since", *FROZEN_HEADERS]
+    headers += [h for h, _, _ in pose]
+    last = {r["name"]: r for r in fuller}
+    final_it: dict[str, int] = {}
+    for r in frozen:
+        final_it[r["name"]] = max(final_it.get(r["name"], 0), int(r["it"]))
     rows = []
     done: set[tuple[str, int]] = set()
     for r in frozen:
@@ -321,12 +333,26 @@ def pull_table(frozen: list[dict], start_rows: dict[tuple[str, int], dict]) -> s
         key = (r["run"], int(r["from"]))
         if key not in done and key in start_rows:
             rows.append([_run_label(key[0]), f"{key[1]:,}", "0", "", "0"])
-            rows[-1] += _frozen_cells(start_rows[key])
+            rows[-1] += _frozen_cells(start_rows[key]) + [""] * len(pose)
         done.add(key)
         steps = int(r["it"]) - key[1]
+        measured = last.get(r["name"], {}) if int(r["it"]) == final_it[r["name"]] else {}
         rows.append([_run_label(key[0]), f"{key[1]:,}", f"{steps:,}", f"{r['g_lr']:g}"])
         rows[-1] += [f"{r['g_lr'] * steps:g}", *_frozen_cells(r)]
+        rows[-1] += [_cell(measured, k, spec) for _, k, spec in pose]
     return _markdown(headers, rows, text_first=True)
+
+
+def mobility_table(rows: list[dict]) -> str:
+    """`bench_mapping_mobility.py`: w's move per Adam step budget, by mapping architecture."""
+    budgets = list(rows[0]["w_move"])
+    headers = ["mapping (style dim x layers)", "gradient", "w's relative spread"]
+    headers += [f"w moved after {int(b):,} steps" for b in budgets]
+    out = []
+    for r in rows:
+        out.append([r["mapping"], r["gradient"], f"{r['relative_spread']:.2f}"])
+        out[-1] += [f"{100 * r['w_move'][b]:.1f}%" for b in budgets]
+    return _markdown(headers, out, text_first=True)
 
 
 #: the diagnostic runs redone from iteration 0 on another machine and run longer (stop 17)
@@ -373,7 +399,14 @@ def all_tables() -> list[str]:
         beside_paper_table(snapshots, [(NO_MBSTD_LABEL, mbstd, mbstd_measured), *runs("mbstd1")]),
         efficiency_table(read_rows(LOGS / "step_efficiency.jsonl")),
         frozen_table(frozen, trained),
-        pull_table(frozen, starts),
+        pull_table(frozen, starts, read_rows(LOGS / "frozen_d_snapshot.jsonl")),
+        mobility_table(read_rows(LOGS / "mobility.jsonl")),
+        beside_paper_table(
+            snapshots, [(FAST_G_LABEL, read_rows(LOGS / "g_lr_x75_curve.jsonl"), [])]
+        ),
+        beside_paper_table(
+            snapshots, [(NO_AUG_LABEL, read_rows(LOGS / "no_augmentation_curve.jsonl"), [])]
+        ),
     ]
 
 

@@ -484,3 +484,33 @@ def test_mapping_mobility_moves_further_with_a_steady_gradient():
     noise, rel_noise = mob.push(mob.mapping(16, 2, seed=0), [10, 100], coherent=False, seed=1)
     assert rel == rel_noise > 0
     assert 0 < fixed[10] < fixed[100] and fixed[100] > 3 * noise[100]
+
+
+def test_frozen_d_tables_split_the_paper_lr_from_the_fast_g_rows():
+    mlr = _report_script("mapping_long_run")
+    sample = {"target": 0.1, "shape": 0.4, "fid": 200.0, "colour_spread": 0.45}
+    frozen = [
+        {"name": "slow", "run": "noreg", "from": 5000, "g_lr": 0.002, "it": 15000, **sample},
+        {"name": "fast", "run": "noreg", "from": 5000, "g_lr": 0.1, "it": 5500, **sample},
+        {"name": "fast", "run": "noreg", "from": 5000, "g_lr": 0.1, "it": 7000, **sample},
+    ]
+    trained = {"noreg": [{"it": 5000, **sample, "target": 0.036}, {"it": 15000, **sample}]}
+    slow = mlr.frozen_table(frozen, trained).splitlines()
+    assert len(slow) == 3 and slow[2].endswith("| 0.450 | 10.0% | 40.0% | 200.0 |")
+    starts = {("noreg", 5000): trained["noreg"][0]}
+    fuller = [{"name": "fast", "recall": 0.3, "cx_in_range": 0.9, "cy_in_range": 0.8}]
+    fast = mlr.pull_table(frozen, starts, fuller).splitlines()
+    assert [r.split(" | ")[2:5] for r in fast[2:]] == [
+        ["0", "", "0"],  # the checkpoint's own samples
+        ["500", "0.1", "50"],
+        ["2,000", "0.1", "200"],
+    ]
+    assert "3.6%" in fast[2] and fast[3].endswith("|  |  |  |  |")
+    assert fast[4].endswith("| 0.300 | 90.0% | 80.0% |  |")  # measured again: the last only
+
+
+def test_the_committed_long_run_report_is_its_logs():
+    """Every table of reports/mapping_long_run.md is what its committed logs generate."""
+    mlr = _report_script("mapping_long_run")
+    report = (ROOT / "reports/mapping_long_run.md").read_text()
+    assert mlr.refresh_tables(report, mlr.all_tables()) == report
