@@ -38,6 +38,7 @@ PAPER_LABEL = "the paper's method"
 NO_REG_LABEL = "without image regularisation"
 NO_MBSTD_LABEL = "sketch D without its batch feature"
 FAST_G_LABEL = "G lr x75 (g_lr 0.15)"
+MOBILE_G_LABEL = "G lr x20 (g_lr 0.04)"
 NO_AUG_LABEL = "without augmentation"
 LOSS_EVERY = 5000  # iterations per row of the loss table
 
@@ -403,6 +404,9 @@ def all_tables() -> list[str]:
         mobility_table(read_rows(LOGS / "mobility.jsonl")),
         beside_paper_table(
             snapshots, [(FAST_G_LABEL, read_rows(LOGS / "g_lr_x75_curve.jsonl"), [])]
+        ),
+        beside_paper_table(
+            snapshots, [(MOBILE_G_LABEL, read_rows(LOGS / "g_lr_x20_curve.jsonl"), [])]
         ),
         beside_paper_table(
             snapshots, [(NO_AUG_LABEL, read_rows(LOGS / "no_augmentation_curve.jsonl"), [])]
