@@ -9,7 +9,7 @@ stars (``shape``), their colour spread, and FID against data/eval in world-evalu
 Usage:
     .venv/bin/python reports/bench_finetune_curve.py GEN NAME 250,500,1000 '{"tune": "mapping"}'
 
-Two overrides are not FinetuneConfig fields but diagnostics, not the paper's method:
+Three overrides are not FinetuneConfig fields but diagnostics, not the paper's method:
 ``"sketch_d_stddev_group": 1`` gives the *sketch* D a minibatch-stddev group of one sample, so
 its batch-diversity feature is a constant (the image D keeps StyleGAN2's group of 4). It tests
 whether the sketch D's verdict on how alike a batch's sketches are is what slows the run.
