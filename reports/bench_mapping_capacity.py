@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fixed_samples import fixed_seed_samples, target_pose
+from fixed_samples import fixed_seed_samples, target_pose, w_move
 
 from sketchgan.checkpoints import load_finetuned_generator, load_sketch_net
 from sketchgan.data import world
@@ -86,14 +86,6 @@ def supervised_step(
     loss.backward()
     opt.step()
     return float(loss.detach())
-
-
-@torch.no_grad()
-def _w_move(g, w0: torch.Tensor, z: torch.Tensor) -> float:
-    """Mean distance a fixed z's w travelled, as a fraction of the original w's spread."""
-    w = g.get_latent(z)
-    spread = (w0 - w0.mean(0, keepdim=True)).norm(dim=1).mean()
-    return float((w - w0).norm(dim=1).mean() / spread)
 
 
 @torch.no_grad()
@@ -168,7 +160,9 @@ def main() -> None:
             g.eval()
             row = _measure(g, evaluator, ref, sketch_net, user, target, it, args.work)
             row.update(
-                lr=args.lr, pose_weight=args.pose_weight, w_move=round(_w_move(g, w0, z_probe), 4)
+                lr=args.lr,
+                pose_weight=args.pose_weight,
+                w_move=round(w_move(g.style, w0, z_probe), 4),
             )
             row["wall_s"] = round(time.perf_counter() - start, 1)
             print(json.dumps(row), flush=True)

@@ -21,12 +21,14 @@ for a trained mapping (the shipped generator's, loaded strictly).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
+from fixed_samples import w_move
 from torch import nn
 
 from sketchgan.checkpoints import load_finetuned_generator
@@ -41,13 +43,6 @@ def mapping(style_dim: int, n_mlp: int, seed: int) -> nn.Module:
     """StyleGAN2's mapping network as the library builds it (PixelNorm + equalised layers)."""
     torch.manual_seed(seed)
     return Generator(8, style_dim, n_mlp, channel_max=4).style
-
-
-@torch.no_grad()
-def w_move(style: nn.Module, w0: torch.Tensor, z: torch.Tensor) -> float:
-    """Mean distance a fixed z's w travelled, as a fraction of the original w's spread."""
-    spread = (w0 - w0.mean(0, keepdim=True)).norm(dim=1).mean()
-    return float((style(z) - w0).norm(dim=1).mean() / spread)
 
 
 def spread(w: torch.Tensor) -> float:
@@ -98,10 +93,7 @@ def main() -> None:
     ]
     if args.generator:
         g = load_finetuned_generator(args.generator, "cpu")
-
-        def trained() -> nn.Module:  # a fresh copy for each gradient kind
-            return load_finetuned_generator(args.generator, "cpu").style
-
+        trained = partial(copy.deepcopy, g.style)  # a fresh copy for each gradient kind
         nets.insert(1, (f"{g.style_dim}x{g.n_mlp} (trained)", trained))
     for label, build in nets:
         for coherent in (True, False):

@@ -36,3 +36,11 @@ def fixed_seed_samples(g: torch.nn.Module, n: int = N_SAMPLES) -> torch.Tensor:
 def target_pose() -> world.TargetSpec:
     """The pose the user's sketches show (``prepare.target``): what "target match" counts."""
     return world.TargetSpec.from_dict(PARAMS["prepare"]["target"])
+
+
+@torch.no_grad()
+def w_move(mapping: torch.nn.Module, w0: torch.Tensor, z: torch.Tensor) -> float:
+    """Mean distance a fixed z's w travelled (``mapping(z)`` against the original ``w0``), as a
+    fraction of the original w's spread: the "w moved" of every report."""
+    spread = (w0 - w0.mean(0, keepdim=True)).norm(dim=1).mean()
+    return float((mapping(z) - w0).norm(dim=1).mean() / spread)

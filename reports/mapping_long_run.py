@@ -72,11 +72,14 @@ def _cell(row: dict, key: str, spec: str) -> str:
     return format(row[key], spec)
 
 
-def _sample_cells(row: dict) -> list[str]:
-    """The measures of 1,000 samples every table shares, in ``SAMPLE_HEADERS`` order."""
-    keys = [("target", "%"), ("shape", "%"), ("fid", ".1f"), ("precision", ".3f")]
-    keys += [("recall", ".3f"), ("colour_spread", ".3f"), ("sketch_chamfer", ".2f")]
-    return [_cell(row, k, spec) for k, spec in keys]
+#: each sample measure's log key and format, in ``SAMPLE_HEADERS`` order
+SAMPLE_FORMATS = {"target": "%", "shape": "%", "fid": ".1f", "precision": ".3f"}
+SAMPLE_FORMATS |= {"recall": ".3f", "colour_spread": ".3f", "sketch_chamfer": ".2f"}
+
+
+def _sample_cells(row: dict, keys: tuple[str, ...] = tuple(SAMPLE_FORMATS)) -> list[str]:
+    """The measures of 1,000 samples the tables share (all, or ``keys``), formatted."""
+    return [_cell(row, k, SAMPLE_FORMATS[k]) for k in keys]
 
 
 def _markdown(headers: list[str], rows: list[list[str]], text_first: bool = False) -> str:
@@ -290,23 +293,23 @@ def efficiency_table(rows: list[dict]) -> str:
 
 
 FROZEN_HEADERS = ["target match", "shape match", "FID", "colour spread"]
+FROZEN_KEYS = ("target", "shape", "fid", "colour_spread")
 
 
 def _frozen_cells(row: dict) -> list[str]:
-    keys = [("target", "%"), ("shape", "%"), ("fid", ".1f"), ("colour_spread", ".3f")]
-    return [_cell(row, k, spec) for k, spec in keys]
+    return _sample_cells(row, FROZEN_KEYS)
 
 
-def frozen_table(frozen: list[dict], trained: dict[str, list[dict]]) -> str:
+def frozen_table(frozen: list[dict], trained: dict[tuple[str, int], dict]) -> str:
     """G alone at the paper's lr against discriminators frozen at one checkpoint, beside the
-    same run with its discriminators trained (where that run reached the same count)."""
+    same run with its discriminators trained (``trained``: its rows by (run, iteration))."""
     headers = ["run", "Ds frozen at", "iterations", *FROZEN_HEADERS]
     headers += [f"{h}, Ds trained" for h in FROZEN_HEADERS[:3]]
     rows = []
     for r in frozen:
         if r["g_lr"] != PAPER_LR:
             continue
-        same = {int(x["it"]): x for x in trained.get(r["run"], [])}.get(int(r["it"]), {})
+        same = trained.get((r["run"], int(r["it"])), {})
         rows.append([_run_label(r["run"]), f"{int(r['from']):,}", f"{int(r['it']):,}"])
         rows[-1] += _frozen_cells(r) + _frozen_cells(same)[:3]
     return _markdown(headers, rows, text_first=True)
@@ -387,9 +390,9 @@ def all_tables() -> list[str]:
     mbstd = read_rows(LOGS / "no_sketch_d_batch_feature_curve.jsonl")
     mbstd_measured = read_rows(LOGS / "no_sketch_d_batch_feature_snapshot.jsonl")
     frozen = read_rows(LOGS / "frozen_d.jsonl")
-    trained = {key: runs(key)[0][1] for key in RERUNS}
-    trained["paper"] = snapshots_as_curve(snapshots)
-    starts = {(key, int(r["it"])): r for key, rows in trained.items() for r in rows}
+    curves = {key: runs(key)[0][1] for key in RERUNS}
+    curves["paper"] = snapshots_as_curve(snapshots)
+    trained = {(key, int(r["it"])): r for key, rows in curves.items() for r in rows}
     return [
         method_table(snapshots, signal),
         probe_table(read_rows(LOGS / "probe.jsonl")),
@@ -400,7 +403,7 @@ def all_tables() -> list[str]:
         beside_paper_table(snapshots, [(NO_MBSTD_LABEL, mbstd, mbstd_measured), *runs("mbstd1")]),
         efficiency_table(read_rows(LOGS / "step_efficiency.jsonl")),
         frozen_table(frozen, trained),
-        pull_table(frozen, starts, read_rows(LOGS / "frozen_d_snapshot.jsonl")),
+        pull_table(frozen, trained, read_rows(LOGS / "frozen_d_snapshot.jsonl")),
         mobility_table(read_rows(LOGS / "mobility.jsonl")),
         beside_paper_table(
             snapshots, [(FAST_G_LABEL, read_rows(LOGS / "g_lr_x75_curve.jsonl"), [])]

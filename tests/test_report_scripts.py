@@ -494,10 +494,10 @@ def test_frozen_d_tables_split_the_paper_lr_from_the_fast_g_rows():
         {"name": "fast", "run": "noreg", "from": 5000, "g_lr": 0.1, "it": 5500, **sample},
         {"name": "fast", "run": "noreg", "from": 5000, "g_lr": 0.1, "it": 7000, **sample},
     ]
-    trained = {"noreg": [{"it": 5000, **sample, "target": 0.036}, {"it": 15000, **sample}]}
+    trained = {("noreg", 5000): {**sample, "target": 0.036}, ("noreg", 15000): sample}
     slow = mlr.frozen_table(frozen, trained).splitlines()
     assert len(slow) == 3 and slow[2].endswith("| 0.450 | 10.0% | 40.0% | 200.0 |")
-    starts = {("noreg", 5000): trained["noreg"][0]}
+    starts = {("noreg", 5000): trained[("noreg", 5000)]}
     fuller = [{"name": "fast", "recall": 0.3, "cx_in_range": 0.9, "cy_in_range": 0.8}]
     fast = mlr.pull_table(frozen, starts, fuller).splitlines()
     assert [r.split(" | ")[2:5] for r in fast[2:]] == [
