@@ -28,7 +28,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from fixed_samples import fixed_seed_samples, target_pose
@@ -96,15 +98,31 @@ def set_resume_g_lr(lr: float) -> None:
     ft._Trainer.load_shared_state = load_then_set
 
 
+def _switch(
+    over: dict, key: str, kinds: tuple[type, ...], ok: Callable[[Any], bool], want: str
+) -> Any:
+    """``over.pop(key)`` if it is one of ``kinds`` (JSON true/false only where bool is one)
+    and passes ``ok``; else one line naming the key."""
+    value = over.pop(key)
+    is_bool = isinstance(value, bool)
+    if is_bool != (bool in kinds) or not isinstance(value, kinds) or not ok(value):
+        raise SystemExit(f"diagnostic override {key!r}: expected {want}, got {value!r}")
+    return value
+
+
 def apply_diagnostics(over: dict) -> dict:
     """``over`` without the diagnostic switches, each of which is applied to this process."""
     over = dict(over)
     if "sketch_d_stddev_group" in over:
-        set_sketch_d_stddev_group(int(over.pop("sketch_d_stddev_group")))
-    if over.pop("freeze_discriminators", False):
+        group = _switch(over, "sketch_d_stddev_group", (int,), lambda v: v >= 1, "an integer >= 1")
+        set_sketch_d_stddev_group(group)
+    if "freeze_discriminators" in over and _switch(
+        over, "freeze_discriminators", (bool,), lambda v: True, "true or false"
+    ):
         freeze_discriminators()
     if "resume_g_lr" in over:
-        set_resume_g_lr(float(over.pop("resume_g_lr")))
+        lr = _switch(over, "resume_g_lr", (int, float), lambda v: v > 0, "a number > 0")
+        set_resume_g_lr(float(lr))
     return over
 
 

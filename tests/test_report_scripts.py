@@ -514,3 +514,25 @@ def test_the_committed_long_run_report_is_its_logs():
     mlr = _report_script("mapping_long_run")
     report = (ROOT / "reports/mapping_long_run.md").read_text()
     assert mlr.refresh_tables(report, mlr.all_tables()) == report
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"resume_g_lr": "0.1"},
+        {"resume_g_lr": 0},
+        {"resume_g_lr": True},
+        {"freeze_discriminators": "yes"},
+        {"sketch_d_stddev_group": 0},
+        {"sketch_d_stddev_group": 1.5},
+    ],
+)
+def test_a_bad_diagnostic_override_is_one_line_naming_it(over, monkeypatch):
+    from sketchgan.training import finetune as ft
+
+    curve = _report_script("bench_finetune_curve")
+    for name in ("phases", "load_shared_state"):  # restored after the test
+        monkeypatch.setattr(ft._Trainer, name, getattr(ft._Trainer, name))
+    (key,) = over
+    with pytest.raises(SystemExit, match=f"diagnostic override '{key}': expected .*, got "):
+        curve.apply_diagnostics(over)
