@@ -9,6 +9,12 @@ psi 1, 10,000 samples vs 10,000 fresh renders, evaluator features), and writes
 
 Usage:
     .venv/bin/python reports/build_zoo.py --run outputs/zoo/runA --it 12000
+
+``--deep GEN.pt --deep-log LOG`` replaces only the default generator: GEN is the shipped one
+with the paper's 8-layer mapping regressed onto it (``reports/deep_mapping.py``, whose JSON line
+is LOG). The 2-layer generator it came from stays in the zoo as ``world32-stylegan2-map2``
+(same file, pin and provenance: the reports made with it stay reproducible by name), and the
+sketch net and evaluator entries are kept as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -100,6 +107,73 @@ def build_generator(run: Path, it: int, cmd: str, commit: str) -> dict:
             },
         },
     }
+
+
+SHALLOW = "world32-stylegan2-map2"
+
+
+def build_deep_generator(src: Path, log: Path, cmd: str, commit: str, old: dict) -> dict:
+    """The registry entry of the deep-mapping generator; ``old`` is the 2-layer entry it was
+    regressed onto (its provenance is carried inside the new one)."""
+    g_ema, cfg = load_generator(src)
+    g, _ = load_generator(src, key="g")
+    d, _ = load_discriminator(src)
+    dest = ZOO / "world32-stylegan2.pt"
+    save_generator_checkpoint(dest, g_ema, g=g, d=d, config=cfg)
+    distil = json.loads(log.read_text().strip().splitlines()[-1])
+    evaluator = load_evaluator(ZOO / "world32-evaluator.pt")
+    t0 = time.time()
+    quality = generator_quality(g_ema, evaluator, n=10000, seed=0)
+    quality["real_vs_real_efid"] = real_vs_real_efid(evaluator, n=10000)
+    print(f"scored in {time.time() - t0:.0f} s: {json.dumps(_rounded(quality))}", flush=True)
+    steps, batch = distil["steps"], distil["batch"]
+    return {
+        **{k: old[k] for k in ("kind", "wrapper_key", "download")},
+        "url": "package:zoo/world32-stylegan2.pt",
+        "sha256": sha256_file(dest),
+        "config": cfg,
+        "notes": "embedded world, 32 px StyleGAN2 (g_ema, g, d) with the paper's 8-layer "
+        f"mapping; the default generator (synthesis and D of {SHALLOW})",
+        "provenance": {
+            "command": cmd,
+            "distil_command": f"python reports/deep_mapping.py models/pretrained/generator.pt "
+            f"{src.name} --n-mlp {distil['n_mlp']} --steps {steps} --batch {batch} --lr "
+            f"{distil['lr']} --seed {distil['seed']} (models/pretrained/generator.pt = {SHALLOW})",
+            "git_commit": commit,
+            "method": f"synthesis network, noise buffers and discriminator of {SHALLOW} copied; "
+            f"a fresh {distil['n_mlp']}-layer mapping (StyleGAN2 init, seed {distil['seed']}) "
+            f"regressed onto {SHALLOW}'s w for {steps} x {batch} fresh z (Adam, cosine lr)",
+            "w_error": {
+                "relative_mse_init": distil["w_error_init"],
+                "relative_mse": distil["w_error"][-1][1],
+            },
+            "distil_wall_s": distil["wall_s"],
+            "distilled_from": {"name": SHALLOW, "sha256": old["sha256"]},
+            "machine": f"{_cpu_model()}, 1 thread, CPU, torch {torch.__version__}",
+            "quality": {
+                "protocol": "g_ema psi 1, 10,000 samples vs 10,000 fresh renders, world-evaluator "
+                "features (world32-evaluator), precision/recall k=3",
+                **_rounded(quality),
+            },
+        },
+    }
+
+
+def replace_default_generator(src: Path, log: Path, cmd: str, commit: str) -> dict:
+    """zoo.yaml's entries with the deep generator as the default and the 2-layer one kept."""
+    entries = yaml.safe_load((ZOO / "zoo.yaml").read_text())["checkpoints"]
+    old = entries.pop("world32-stylegan2")
+    shallow_file = ZOO / f"{SHALLOW}.pt"
+    shutil.copyfile(ZOO / "world32-stylegan2.pt", shallow_file)
+    if sha256_file(shallow_file) != old["sha256"]:
+        raise SystemExit(f"{shallow_file}: does not match the pin of the entry it keeps")
+    old = {**old, "url": f"package:zoo/{SHALLOW}.pt"}
+    old["notes"] = (
+        "embedded world, 32 px StyleGAN2 with a 2-layer mapping (the default until "
+        "its 8-layer copy world32-stylegan2; reports/mapping_long_run.md ran on it)"
+    )
+    deep = build_deep_generator(src, log, cmd, commit, old)
+    return {**entries, "world32-stylegan2": deep, SHALLOW: old}
 
 
 def build_sketch_net(cmd: str, commit: str, reuse: bool = False) -> dict:
@@ -187,8 +261,10 @@ def zoo_figure(path: Path, n: int = 10) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--it", type=int, required=True)
+    ap.add_argument("--run", type=Path, default=None)
+    ap.add_argument("--it", type=int, default=None)
+    ap.add_argument("--deep", type=Path, default=None, help="the deep-mapping generator")
+    ap.add_argument("--deep-log", type=Path, default=None, help="its deep_mapping.py JSON line")
     ap.add_argument("--evaluator", type=Path, default=ROOT / "outputs/zoo/evaluator.pt")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reuse-sketch", action="store_true", help="keep the last trained sketch net")
@@ -197,9 +273,16 @@ def main() -> None:
     ZOO.mkdir(parents=True, exist_ok=True)
     cmd = " ".join(["python", "reports/build_zoo.py", *sys.argv[1:]])
     commit = _git_commit()
-    entries = {"world32-evaluator": build_evaluator(a.evaluator, cmd, commit)}
-    entries["world32-photosketch"] = build_sketch_net(cmd, commit, reuse=a.reuse_sketch)
-    entries["world32-stylegan2"] = build_generator(a.run, a.it, cmd, commit)
+    if a.deep is not None:
+        if a.deep_log is None:
+            raise SystemExit("--deep needs --deep-log (the deep_mapping.py line)")
+        entries = replace_default_generator(a.deep, a.deep_log, cmd, commit)
+    elif a.run is None or a.it is None:
+        raise SystemExit("give --run and --it (a pretraining run), or --deep and --deep-log")
+    else:
+        entries = {"world32-evaluator": build_evaluator(a.evaluator, cmd, commit)}
+        entries["world32-photosketch"] = build_sketch_net(cmd, commit, reuse=a.reuse_sketch)
+        entries["world32-stylegan2"] = build_generator(a.run, a.it, cmd, commit)
     header = (
         "# The embedded model zoo, shipped inside the package (written by reports/build_zoo.py;\n"
         f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC). Resolved by name like\n"

@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sketchgan.checkpoints import load_generator
+from sketchgan.checkpoints import load_checkpoint, load_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, save_evaluator, train_evaluator
 from sketchgan.evaluation.zoo_quality import generator_quality
-from sketchgan.runtime import load_params
+from sketchgan.runtime import load_params, seed_everything
+from sketchgan.training import pretrain
 from sketchgan.training.pretrain import GeneratorPretrainConfig, train_generator
+from sketchgan.training.state import tensor_fingerprint
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the only defaults
 # the evaluator these scripts score with: the zoo's recipe (zoo.yaml), seed 7
@@ -43,6 +45,34 @@ ZOO_EVALUATOR = dict(
     device="cpu",
     **{k: v for k, v in PARAMS["evaluator"].items()},
 )
+
+
+def chunk_config(settings: dict, iterations: int) -> GeneratorPretrainConfig:
+    """The pretraining settings of a chunk that ends at ``iterations``."""
+    return GeneratorPretrainConfig.from_params(
+        PARAMS,
+        device="cpu",
+        iterations=iterations,
+        sample_every=0,
+        checkpoint_every=250,
+        **settings["over"],
+    )
+
+
+def seed_state(init: Path, cfg: GeneratorPretrainConfig, images: torch.Tensor, out: Path) -> None:
+    """Write the resumable state of iteration 0 with ``init``'s weights (strictly loaded; fresh
+    optimisers), so the first chunk continues from it exactly as ``train_generator`` would have
+    started. A state already in ``out`` is kept: the run is resuming."""
+    path = out / pretrain.GENERATOR_STATE_FILE
+    if path.exists():
+        return
+    saved = load_checkpoint(init)
+    seed_everything(cfg.seed)  # as train_generator seeds before building the networks
+    data_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    state = pretrain._build_gan(cfg, torch.device("cpu"))
+    for name in ("g", "g_ema", "d"):
+        getattr(state, name).load_state_dict(saved[name])
+    pretrain._save_gan_state(state, cfg, path, data_gen, tensor_fingerprint(images.float()))
 
 
 def main() -> None:
@@ -56,6 +86,12 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=0.0)
     ap.add_argument("--evaluator", type=Path, default=Path("outputs/zoo/evaluator.pt"))
     ap.add_argument("--over", default="{}")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="generator.pt (g_ema, g, d) the run starts from instead of StyleGAN2's init",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +101,7 @@ def main() -> None:
         "scenes": a.scenes,
         "threads": a.threads,
         "over": {"n_mlp": 2, **over},
+        "init": str(a.init) if a.init else None,
     }
     (a.out / "settings.json").write_text(json.dumps(settings, indent=1))
     if not a.evaluator.exists():
@@ -75,6 +112,8 @@ def main() -> None:
     images = world.render_scenes(a.scenes, 32, seed=0)[0]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     del images
+    if a.init is not None:
+        seed_state(a.init, chunk_config(settings, min(a.chunk, a.iters)), x, a.out)
     curve = a.out / "curve.jsonl"
     done = set()
     if curve.exists():
@@ -87,14 +126,7 @@ def main() -> None:
             continue
         if a.deadline and time.time() > a.deadline:
             break
-        cfg = GeneratorPretrainConfig.from_params(
-            PARAMS,
-            device="cpu",
-            iterations=it,
-            sample_every=0,
-            checkpoint_every=250,
-            **settings["over"],
-        )
+        cfg = chunk_config(settings, it)
         t0 = time.time()
         result = train_generator(x, cfg, a.out)
         train_s = time.time() - t0

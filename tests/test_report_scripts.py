@@ -536,3 +536,81 @@ def test_a_bad_diagnostic_override_is_one_line_naming_it(over, monkeypatch):
     (key,) = over
     with pytest.raises(SystemExit, match=f"diagnostic override '{key}': expected .*, got "):
         curve.apply_diagnostics(over)
+
+
+def test_deep_mapping_keeps_the_synthesis_and_regresses_the_mapping(tmp_path):
+    """The 8-layer copy of a generator changes only the mapping; the regression brings its w
+    close to the original's, and the written file loads strictly as a deep generator."""
+    from sketchgan.checkpoints import load_generator
+    from sketchgan.models.stylegan2 import Generator
+
+    deep_mapping = _report_script("deep_mapping")
+    arch = dict(size=8, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=8)
+    torch.manual_seed(0)
+    shallow = Generator(**arch).eval()
+    deep = deep_mapping.deep_copy_of(shallow, arch, 8, seed=0)
+    assert deep.n_mlp == 8 and len(deep.style) == 9
+    for k, v in shallow.state_dict().items():
+        if not k.startswith("style."):
+            assert torch.equal(deep.state_dict()[k], v), k
+    z = torch.randn(512, 16, generator=torch.Generator().manual_seed(3))
+    before = deep_mapping.relative_w_error(deep.style, shallow.style, z)
+    assert deep_mapping.relative_w_error(shallow.style, shallow.style, z) == 0.0
+    trace = deep_mapping.distil(deep.style, shallow.style, 200, 64, 1.0, seed=1)
+    assert trace[-1][0] == 200 and trace[-1][1] < 0.5 * before
+    src, out = tmp_path / "g.pt", tmp_path / "deep.pt"
+    d = Discriminator(8, channel_multiplier=1, channel_max=8)
+    sd = shallow.state_dict()
+    torch.save({"g_ema": sd, "g": sd, "d": d.state_dict(), "config": arch}, src)
+    cmd = [sys.executable, str(ROOT / "reports/deep_mapping.py"), str(src), str(out)]
+    run = subprocess.run([*cmd, "--steps", "40", "--batch", "32"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    row = json.loads(run.stdout)
+    assert row["n_mlp"] == 8 and row["w_error"][-1][1] < row["w_error_init"]
+    for key in ("g_ema", "g"):
+        g, cfg = load_generator(out, key=key)
+        assert cfg == {**arch, "n_mlp": 8} and g.n_mlp == 8
+    written = load_checkpoint(out)["d"]
+    assert all(torch.equal(written[k], v) for k, v in d.state_dict().items())
+
+
+def test_long_pretraining_run_can_start_from_a_given_generator(tmp_path):
+    """`--init` seeds iteration 0 with that file's weights (fresh optimisers), the first chunk
+    trains on from them instead of StyleGAN2's init, and a state already there is kept."""
+    from sketchgan.models.stylegan2 import Generator
+    from sketchgan.training.pretrain import GENERATOR_STATE_FILE
+
+    arch = dict(size=32, style_dim=16, n_mlp=3, channel_multiplier=2, channel_max=8)
+    torch.manual_seed(5)
+    g = Generator(**arch)
+    d = Discriminator(32, channel_multiplier=2, channel_max=8)
+    init = tmp_path / "init.pt"
+    torch.save(
+        {"g_ema": g.state_dict(), "g": g.state_dict(), "d": d.state_dict(), "config": arch}, init
+    )
+    out = tmp_path / "run"
+    over = {"batch_size": 4, "channel_max": 8, "style_dim": 16, "n_mlp": 3}
+    long_run = _report_script("pretrain_long")
+    x = torch.rand(64, 3, 32, 32) * 2 - 1
+    out.mkdir()
+    long_run.seed_state(init, long_run.chunk_config({"over": over}, 2), x, out)
+    seeded = load_checkpoint(out / GENERATOR_STATE_FILE)
+    assert seeded["step"] == 0
+    for key, net in (("g", g), ("g_ema", g), ("d", d)):
+        for k, v in net.state_dict().items():
+            assert torch.equal(seeded[key][k], v), (key, k)
+    stamp = (out / GENERATOR_STATE_FILE).read_bytes()
+    long_run.seed_state(init, long_run.chunk_config({"over": over}, 2), x, out)
+    assert (out / GENERATOR_STATE_FILE).read_bytes() == stamp  # kept: the run resumes
+
+    fresh = tmp_path / "cli"
+    cmd = [sys.executable, str(ROOT / "reports/pretrain_long.py"), "--out", str(fresh)]
+    cmd += ["--iters", "2", "--chunk", "2", "--scenes", "64", "--n-score", "40", "--init"]
+    cmd += [str(init), "--evaluator", str(packaged_file("zoo/world32-evaluator.pt"))]
+    subprocess.run([*cmd, "--over", json.dumps(over)], capture_output=True, timeout=300, check=True)
+    trained = load_checkpoint(fresh / GENERATOR_STATE_FILE)
+    assert trained["step"] == 2
+    assert json.loads((fresh / "settings.json").read_text())["init"] == str(init)
+    key = "convs.0.conv.weight"
+    start, now = g.state_dict()[key], trained["g"][key]
+    assert not torch.equal(now, start) and (now - start).abs().max() < 0.1
