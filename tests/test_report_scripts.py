@@ -15,7 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from sketchgan.checkpoints import load_checkpoint, load_finetuned_generator, packaged_file
+from sketchgan.checkpoints import (
+    known_checkpoint,
+    load_checkpoint,
+    load_finetuned_generator,
+    packaged_file,
+)
 from sketchgan.data.world import TargetSpec
 from sketchgan.evaluation.evaluator import load_evaluator
 from sketchgan.io import save_grid
@@ -614,3 +619,30 @@ def test_long_pretraining_run_can_start_from_a_given_generator(tmp_path):
     key = "convs.0.conv.weight"
     start, now = g.state_dict()[key], trained["g"][key]
     assert not torch.equal(now, start) and (now - start).abs().max() < 0.1
+
+
+def test_the_committed_deep_mapping_report_is_its_logs():
+    """Every table of reports/deep_mapping.md is what its committed logs generate, and the
+    shipped generator's quality row is the zoo's recorded one."""
+    dmr = _report_script("deep_mapping_report")
+    report = (ROOT / "reports/deep_mapping.md").read_text()
+    tables = dmr.all_tables()
+    assert len(tables) == 6 and dmr.refresh_tables(report, tables) == report
+    quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
+    assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
+
+
+def test_deep_mapping_curve_table_aligns_runs_by_iteration():
+    dmr = _report_script("deep_mapping_report")
+    a = [
+        {"it": 0, "target": 0.1, "shape": 0.2, "fid": 300.0},
+        {"it": 10, "target": 0.5, "shape": 0.6, "fid": 50.0},
+    ]
+    b = [{"it": 5, "target": 0.3, "shape": 0.4, "fid": 100.0}]
+    lines = dmr.curve_table([("a", a), ("b", b)]).strip().splitlines()
+    assert lines[0] == "| iterations | a | b |"
+    assert lines[2:] == [
+        "| 0 | 10.0% / 20.0% / 300.0 |  |",
+        "| 5 |  | 30.0% / 40.0% / 100.0 |",
+        "| 10 | 50.0% / 60.0% / 50.0 |  |",
+    ]

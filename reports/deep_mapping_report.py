@@ -1,0 +1,143 @@
+"""Tables of `reports/deep_mapping.md` from the committed logs (nothing typed by hand).
+
+The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (distillation),
+`pretrain_long.py --init` (the adversarial polish), `bench_mapping_mobility.py`,
+`bench_finetune_curve.py` (the paper's method on the 8-layer generator) and
+`bench_mapping_capacity.py --iters 0` (its snapshots); the 2-layer rows come from
+`reports/mapping_long_run/` and the 10,000-sample quality from `src/sketchgan/zoo/zoo.yaml`.
+
+    .venv/bin/python reports/deep_mapping_report.py table     # print every table
+    .venv/bin/python reports/deep_mapping_report.py refresh   # rewrite the report's tables
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from mapping_long_run import (
+    _markdown,
+    _sample_cells,
+    mobility_table,
+    read_rows,
+    refresh_tables,
+)
+
+from sketchgan.io import atomic_path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "reports/deep_mapping"
+SHALLOW_LOGS = ROOT / "reports/mapping_long_run"
+REPORT = ROOT / "reports/deep_mapping.md"
+ZOO = ROOT / "src/sketchgan/zoo/zoo.yaml"
+GENERATORS = (("world32-stylegan2-map2", "2 x 128"), ("world32-stylegan2", "8 x 128"))
+#: the 2-layer mappings of the comparison (mapping_long_run's mobility rows) kept beside ours
+SHALLOW_MOBILITY = ("128x2 (trained)", "128x8 (init)", "512x8 (init)")
+
+
+def distil_table(rows: list[dict]) -> str:
+    """One row per regression run: its settings and the held-out w error at the end."""
+    headers = ["Adam lr", "steps", "batch", "relative w error (held out)", "shipped"]
+    out = [
+        [f"{r['lr']:g}", f"{r['steps']:,}", str(r["batch"]), f"{r['w_error'][-1][1]:.3f}"]
+        + ["yes" if r["shipped"] else ""]
+        for r in rows
+    ]
+    return _markdown(headers, out)
+
+
+def quality_table(zoo: dict) -> str:
+    """The zoo's recorded quality of both generators (10,000 samples vs 10,000 renders)."""
+    headers = ["generator", "mapping", "efid", "precision", "recall", "shape classes", "target"]
+    out = []
+    for name, mapping in GENERATORS:
+        q = zoo[name]["provenance"]["quality"]
+        shapes = [v for k, v in q.items() if k.startswith("shape_")]
+        out.append(
+            [
+                f"`{name}`",
+                mapping,
+                f"{q['efid']:.2f}",
+                f"{q['precision']:.3f}",
+                f"{q['recall']:.3f}",
+                f"{100 * min(shapes):.1f}-{100 * max(shapes):.1f}%",
+                f"{100 * q['target_share']:.2f}% (data {100 * q['real_target_share']:.2f}%)",
+            ]
+        )
+    return _markdown(headers, out, text_first=True)
+
+
+def polish_table(start: list[dict], polish: list[dict]) -> str:
+    """The distilled generator (iteration 0) and the adversarial polish, 2,000 vs 2,000."""
+    headers = ["GAN iterations", "efid", "precision", "recall", "target"]
+    deep = [r for r in start if r["generator"].startswith("world32-stylegan2 ")]
+    rows = [{"it": 0, **deep[0]}, *polish]
+    out = [
+        [f"{r['it']:,}", f"{r['efid']:.2f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}"]
+        + [f"{100 * r['target_share']:.2f}%"]
+        for r in rows
+    ]
+    return _markdown(headers, out)
+
+
+def curve_table(curves: list[tuple[str, list[dict]]]) -> str:
+    """Target / shape / FID along each fine-tuning run, at the iterations any of them has."""
+    by_it = [{int(r["it"]): r for r in rows} for _, rows in curves]
+    its = sorted(set().union(*by_it))
+    headers = ["iterations"] + [label for label, _ in curves]
+    out = []
+    for it in its:
+        cells = [f"{it:,}"]
+        for rows in by_it:
+            r = rows.get(it)
+            cells.append(" / ".join(_sample_cells(r, ("target", "shape", "fid"))) if r else "")
+        out.append(cells)
+    return _markdown(headers, out)
+
+
+def snapshot_table(rows: list[dict]) -> str:
+    """`bench_mapping_capacity.py --iters 0` on the 8-layer run's snapshots."""
+    headers = ["iterations", "target match", "shape match", "FID", "precision", "recall"]
+    headers += ["colour spread", "sketch Chamfer"]
+    out = [[f"{int(r['snapshot']):,}", *_sample_cells(r)] for r in rows]
+    return _markdown(headers, out)
+
+
+def all_tables() -> list[str]:
+    """Every table of the report, generated from the committed logs."""
+    zoo = yaml.safe_load(ZOO.read_text())["checkpoints"]
+    shallow_mobility = [
+        r for r in read_rows(SHALLOW_LOGS / "mobility.jsonl") if r["mapping"] in SHALLOW_MOBILITY
+    ]
+    curves = [
+        ("2 x 128, the paper's method", read_rows(SHALLOW_LOGS / "curve.jsonl")),
+        ("2 x 128, G lr x20", read_rows(SHALLOW_LOGS / "g_lr_x20_curve.jsonl")),
+        ("8 x 128, the paper's method", read_rows(LOGS / "curve.jsonl")),
+    ]
+    return [
+        distil_table(read_rows(LOGS / "distil.jsonl")),
+        quality_table(zoo),
+        polish_table(
+            read_rows(LOGS / "quality_2k.jsonl"), read_rows(LOGS / "gan_polish_curve.jsonl")
+        ),
+        mobility_table(shallow_mobility + read_rows(LOGS / "mobility.jsonl")),
+        curve_table(curves),
+        snapshot_table(read_rows(LOGS / "snapshots.jsonl")),
+    ]
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "table"
+    if command == "table":
+        print("\n".join(all_tables()))
+    elif command == "refresh":
+        text = refresh_tables(REPORT.read_text(), all_tables())
+        with atomic_path(REPORT) as tmp:
+            Path(tmp).write_text(text)
+    else:
+        raise SystemExit(f"deep_mapping_report.py: unknown command {command!r} (table | refresh)")
+
+
+if __name__ == "__main__":
+    main()
