@@ -8,6 +8,7 @@ The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (dis
 
     .venv/bin/python reports/deep_mapping_report.py table     # print every table
     .venv/bin/python reports/deep_mapping_report.py refresh   # rewrite the report's tables
+    .venv/bin/python reports/deep_mapping_report.py figure LABEL=GRID.png ...   # 4x panel
 """
 
 from __future__ import annotations
@@ -17,19 +18,23 @@ from pathlib import Path
 
 import yaml
 from mapping_long_run import (
+    PANEL_ZOOM,
     _markdown,
     _sample_cells,
     mobility_table,
     read_rows,
     refresh_tables,
+    tiles_from_grid,
 )
 
 from sketchgan.io import atomic_path
+from sketchgan.report import comparison_panel
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "reports/deep_mapping"
 SHALLOW_LOGS = ROOT / "reports/mapping_long_run"
 REPORT = ROOT / "reports/deep_mapping.md"
+FIGURE = ROOT / "reports/figures/deep_mapping.png"
 ZOO = ROOT / "src/sketchgan/zoo/zoo.yaml"
 GENERATORS = (("world32-stylegan2-map2", "2 x 128"), ("world32-stylegan2", "8 x 128"))
 #: the 2-layer mappings of the comparison (mapping_long_run's mobility rows) kept beside ours
@@ -135,8 +140,17 @@ def main() -> None:
         text = refresh_tables(REPORT.read_text(), all_tables())
         with atomic_path(REPORT) as tmp:
             Path(tmp).write_text(text)
+    elif command == "figure":
+        rows = [spec.split("=", 1) for spec in sys.argv[2:]]
+        print(
+            comparison_panel(
+                [(lbl, tiles_from_grid(Path(g))) for lbl, g in rows], FIGURE, zoom=PANEL_ZOOM
+            )
+        )
     else:
-        raise SystemExit(f"deep_mapping_report.py: unknown command {command!r} (table | refresh)")
+        raise SystemExit(
+            f"deep_mapping_report.py: unknown command {command!r} (table | refresh | figure)"
+        )
 
 
 if __name__ == "__main__":
