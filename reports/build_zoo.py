@@ -65,20 +65,26 @@ def _rounded(d: dict) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def build_generator(run: Path, it: int, cmd: str, commit: str) -> dict:
-    src = run / f"generator_{it:06d}.pt"
+def ship_generator(src: Path) -> tuple[dict, dict]:
+    """Write ``src``'s g_ema, g and d as the default generator file (strictly reloaded) and
+    score it at the zoo's bar; returns its config and quality figures."""
     g_ema, cfg = load_generator(src)
     g, _ = load_generator(src, key="g")
     d, _ = load_discriminator(src)
-    dest = ZOO / "world32-stylegan2.pt"
-    save_generator_checkpoint(dest, g_ema, g=g, d=d, config=cfg)
-    curve = _curve(run, it)
-    settings = json.loads((run / "settings.json").read_text())
+    save_generator_checkpoint(ZOO / "world32-stylegan2.pt", g_ema, g=g, d=d, config=cfg)
     evaluator = load_evaluator(ZOO / "world32-evaluator.pt")
     t0 = time.time()
     quality = generator_quality(g_ema, evaluator, n=10000, seed=0)
     quality["real_vs_real_efid"] = real_vs_real_efid(evaluator, n=10000)
     print(f"scored in {time.time() - t0:.0f} s: {json.dumps(_rounded(quality))}", flush=True)
+    return cfg, quality
+
+
+def build_generator(run: Path, it: int, cmd: str, commit: str) -> dict:
+    cfg, quality = ship_generator(run / f"generator_{it:06d}.pt")
+    dest = ZOO / "world32-stylegan2.pt"
+    curve = _curve(run, it)
+    settings = json.loads((run / "settings.json").read_text())
     return {
         "kind": "sketchgan_generator",
         "url": "package:zoo/world32-stylegan2.pt",
@@ -115,17 +121,9 @@ SHALLOW = "world32-stylegan2-map2"
 def build_deep_generator(src: Path, log: Path, cmd: str, commit: str, old: dict) -> dict:
     """The registry entry of the deep-mapping generator; ``old`` is the 2-layer entry it was
     regressed onto (its provenance is carried inside the new one)."""
-    g_ema, cfg = load_generator(src)
-    g, _ = load_generator(src, key="g")
-    d, _ = load_discriminator(src)
+    cfg, quality = ship_generator(src)
     dest = ZOO / "world32-stylegan2.pt"
-    save_generator_checkpoint(dest, g_ema, g=g, d=d, config=cfg)
     distil = json.loads(log.read_text().strip().splitlines()[-1])
-    evaluator = load_evaluator(ZOO / "world32-evaluator.pt")
-    t0 = time.time()
-    quality = generator_quality(g_ema, evaluator, n=10000, seed=0)
-    quality["real_vs_real_efid"] = real_vs_real_efid(evaluator, n=10000)
-    print(f"scored in {time.time() - t0:.0f} s: {json.dumps(_rounded(quality))}", flush=True)
     steps, batch = distil["steps"], distil["batch"]
     return {
         **{k: old[k] for k in ("kind", "wrapper_key", "download")},
@@ -162,6 +160,9 @@ def build_deep_generator(src: Path, log: Path, cmd: str, commit: str, old: dict)
 def replace_default_generator(src: Path, log: Path, cmd: str, commit: str) -> dict:
     """zoo.yaml's entries with the deep generator as the default and the 2-layer one kept."""
     entries = yaml.safe_load((ZOO / "zoo.yaml").read_text())["checkpoints"]
+    if SHALLOW in entries:
+        # run twice, the copy below would ship the deep file as its own 2-layer parent
+        raise SystemExit(f"zoo.yaml: {SHALLOW} is already there; the default is already deep")
     old = entries.pop("world32-stylegan2")
     shallow_file = ZOO / f"{SHALLOW}.pt"
     shutil.copyfile(ZOO / "world32-stylegan2.pt", shallow_file)

@@ -53,12 +53,16 @@ def deep_copy_of(shallow: Generator, config: dict, n_mlp: int, seed: int) -> Gen
     return deep
 
 
-def relative_w_error(deep: nn.Module, shallow: nn.Module, z: torch.Tensor) -> float:
-    """Mean squared w error over the mean squared spread of the target w (0: same mapping)."""
-    with torch.no_grad():
-        want, got = shallow(z), deep(z)
+def _relative_mse(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """Mean squared w error over the mean squared spread of the target w (0: same w)."""
     spread = (want - want.mean(0, keepdim=True)).pow(2).sum(1).mean()
-    return float((got - want).pow(2).sum(1).mean() / spread)
+    return (got - want).pow(2).sum(1).mean() / spread
+
+
+def relative_w_error(deep: nn.Module, shallow: nn.Module, z: torch.Tensor) -> float:
+    """``deep``'s w error against ``shallow``'s on ``z`` (0: same mapping)."""
+    with torch.no_grad():
+        return float(_relative_mse(deep(z), shallow(z)))
 
 
 def distil(
@@ -79,8 +83,7 @@ def distil(
         z = torch.randn(batch, held_out.shape[1], generator=gen)
         with torch.no_grad():
             want = shallow(z)
-        spread = (want - want.mean(0, keepdim=True)).pow(2).sum(1).mean()
-        loss = (deep(z) - want).pow(2).sum(1).mean() / spread
+        loss = _relative_mse(deep(z), want)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,16 +104,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     start = time.time()
-    saved = load_checkpoint(a.generator)
-    shallow = load_generator(a.generator)[0].eval()
-    deep = deep_copy_of(shallow, saved["config"], a.n_mlp, a.seed)
+    shallow, shallow_config = load_generator(a.generator)
+    shallow.eval()
+    deep = deep_copy_of(shallow, shallow_config, a.n_mlp, a.seed)
     init_error = relative_w_error(deep.style, shallow.style, torch.randn(4096, deep.style_dim))
     trace = distil(deep.style, shallow.style, a.steps, a.batch, a.lr, a.seed + 1)
     state = deep.state_dict()
-    config = {**saved["config"], "n_mlp": a.n_mlp}
+    config = {**shallow_config, "n_mlp": a.n_mlp}
     # g and g_ema both get the distilled mapping on g_ema's synthesis: fine-tuning starts
     # from g_ema (the sampled model), as the paper starts from the pretrained G_ema
-    save_torch({"g_ema": state, "g": state, "d": saved["d"], "config": config}, a.out)
+    d = load_checkpoint(a.generator)["d"]  # the discriminator, unchanged
+    save_torch({"g_ema": state, "g": state, "d": d, "config": config}, a.out)
     row = {
         "from": str(a.generator),
         "n_mlp": a.n_mlp,
