@@ -174,8 +174,12 @@ def test_fixed_samples_are_the_same_samples_whatever_the_chunks():
     # the draw the four scripts each wrote out before: bit-identical
     old = [generate_images(g, range(i, min(i + 250, n)), 12345) for i in range(0, n, 250)]
     assert torch.equal(imgs, torch.cat(old))
-    # one batch gives the same samples up to float rounding of the batched convolutions
-    assert torch.allclose(imgs, generate_images(g, range(n), fixed.EVAL_SEED), atol=1e-5)
+    # one batch gives the same samples up to float rounding of the batched convolutions; through
+    # 8 mapping layers and the synthesis that rounding depends on the CPU's kernels (0 here, over
+    # 1e-5 on another x86), so the bound is a quarter of one 8-bit level, far below what another
+    # sample would differ by
+    one_batch = generate_images(g, range(n), fixed.EVAL_SEED)
+    assert torch.allclose(imgs, one_batch, atol=0.25 * 2 / 255, rtol=0)
     assert not torch.equal(imgs[:4], generate_images(g, range(4), fixed.EVAL_SEED + 1))
     params = load_params(ROOT / "params.yaml")
     assert fixed.target_pose() == TargetSpec.from_dict(params["prepare"]["target"])
