@@ -3,7 +3,8 @@
 The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (distillation),
 `pretrain_long.py --init` (the adversarial polish), `bench_mapping_mobility.py`,
 `bench_finetune_curve.py` (the paper's method on the 8-layer generator) and
-`bench_mapping_capacity.py --iters 0` (its snapshots); the 2-layer rows come from
+`bench_mapping_capacity.py --iters 0` (its snapshots) and `bench_pose_ceiling.py` (the original
+model restricted to the target pose); the 2-layer rows come from
 `reports/mapping_long_run/` and the 10,000-sample quality from `src/sketchgan/zoo/zoo.yaml`.
 
     .venv/bin/python reports/deep_mapping_report.py table     # print every table
@@ -109,6 +110,29 @@ def snapshot_table(rows: list[dict]) -> str:
     return _markdown(headers, out)
 
 
+CEILING_KEYS = ("target", "shape", "fid", "precision", "recall", "colour_spread")
+
+
+def ceiling_table(ceiling: list[dict], snapshots: list[dict]) -> str:
+    """The original's own samples, unrestricted and restricted to the target, beside the
+    fine-tuned best-FID snapshot; recall and colour spread also as a share of the restricted
+    original's (what a perfect mapping-only method could keep)."""
+    headers = ["samples", "drawn", "target match", "shape match", "FID", "precision", "recall"]
+    headers += ["colour spread", "recall / ceiling", "colour / ceiling"]
+    ceil = next(r for r in ceiling if r["set"] == "original, target pose only")
+    best = min(snapshots, key=lambda r: r["fid"])
+    rows = [*ceiling, {**best, "set": f"fine-tuned, {int(best['snapshot']):,} its (best FID)"}]
+    out = []
+    for r in rows:
+        ratios = [
+            f"{r[k] / ceil[k]:.2f}x" if k in r and "target" in r else ""
+            for k in ("recall", "colour_spread")
+        ]
+        drawn = f"{r['drawn']:,}" if "drawn" in r else ""
+        out.append([r["set"], drawn, *_sample_cells(r, CEILING_KEYS), *ratios])
+    return _markdown(headers, out, text_first=True)
+
+
 def all_tables() -> list[str]:
     """Every table of the report, generated from the committed logs."""
     zoo = yaml.safe_load(ZOO.read_text())["checkpoints"]
@@ -129,6 +153,7 @@ def all_tables() -> list[str]:
         mobility_table(shallow_mobility + read_rows(LOGS / "mobility.jsonl")),
         curve_table(curves),
         snapshot_table(read_rows(LOGS / "snapshots.jsonl")),
+        ceiling_table(read_rows(LOGS / "ceiling.jsonl"), read_rows(LOGS / "snapshots.jsonl")),
     ]
 
 

@@ -631,7 +631,7 @@ def test_the_committed_deep_mapping_report_is_its_logs():
     dmr = _report_script("deep_mapping_report")
     report = (ROOT / "reports/deep_mapping.md").read_text()
     tables = dmr.all_tables()
-    assert len(tables) == 6 and dmr.refresh_tables(report, tables) == report
+    assert len(tables) == 7 and dmr.refresh_tables(report, tables) == report
     quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
     assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
 
@@ -650,3 +650,29 @@ def test_deep_mapping_curve_table_aligns_runs_by_iteration():
         "| 5 |  | 30.0% / 40.0% / 100.0 |",
         "| 10 | 50.0% / 60.0% / 50.0 |  |",
     ]
+
+
+def test_pose_ceiling_keeps_only_the_original_samples_it_names():
+    """The ceiling's restricted sets are the original's own samples that pass the evaluator's
+    verdict, in sequence order, measured as the reports measure 1,000 samples."""
+    ceiling = _report_script("bench_pose_ceiling")
+    g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).eval()
+    evaluator = load_evaluator(packaged_file("zoo/world32-evaluator.pt")).eval()
+    imgs = ceiling.generate_images(g, range(6), 3)
+    # colour spread from mean colours alone is the images' colour spread
+    assert np.isclose(ceiling.spread_of(ceiling.mean_colours(imgs)), ceiling.colour_spread(imgs))
+    draws, n = 500, 5
+    rows = ceiling.ceiling_rows(g, evaluator, imgs.repeat(2, 1, 1, 1), draws, n=n)
+    original, shape_only, pose_only, real = rows
+    assert original["drawn"] == n and original["n"] == n
+    assert shape_only["shape"] == 1.0 and pose_only["target"] == 1.0 and pose_only["shape"] == 1.0
+    assert n <= shape_only["drawn"] <= pose_only["drawn"] <= draws
+    assert real == {
+        "set": "eval scenes (real, target pose)",
+        "n": 12,
+        "colour_spread": real["colour_spread"],
+    }
+    judged = ceiling.draw_and_judge(g, evaluator, 250, ceiling.target_pose())
+    assert judged["feats"].shape[0] == 250 and judged["target"].dtype == bool
+    with pytest.raises(SystemExit, match="only .* of 10000 samples found"):
+        ceiling.set_row("x", judged, judged["target"], judged["feats"], 10000)
