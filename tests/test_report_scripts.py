@@ -676,3 +676,14 @@ def test_pose_ceiling_keeps_only_the_original_samples_it_names():
     assert judged["feats"].shape[0] == 250 and judged["target"].dtype == bool
     with pytest.raises(SystemExit, match="only .* of 10000 samples found"):
         ceiling.set_row("x", judged, judged["target"], judged["feats"], 10000)
+
+
+def test_determinism_digest_tells_bit_identical_weights_apart():
+    det = _report_script("bench_determinism")
+    a = torch.nn.Linear(3, 2)
+    b = torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert det.weights_digest(a) == det.weights_digest(b)
+    with torch.no_grad():
+        b.weight[0, 0] = torch.nextafter(b.weight[0, 0], torch.tensor(9.0))  # one ulp
+    assert det.weights_digest(a) != det.weights_digest(b)
