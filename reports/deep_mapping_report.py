@@ -2,7 +2,7 @@
 
 The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (distillation),
 `pretrain_long.py --init` (the adversarial polish), `bench_mapping_mobility.py`,
-`bench_finetune_curve.py` (the paper's method on the 8-layer generator) and
+`bench_finetune_curve.py` (the paper's method on the 8-layer generator, seeds 0 and 1) and
 `bench_mapping_capacity.py --iters 0` (its snapshots) and `bench_pose_ceiling.py` (the original
 model restricted to the target pose); the 2-layer rows come from
 `reports/mapping_long_run/` and the 10,000-sample quality from `src/sketchgan/zoo/zoo.yaml`.
@@ -143,6 +143,7 @@ def all_tables() -> list[str]:
         ("2 x 128, the paper's method", read_rows(SHALLOW_LOGS / "curve.jsonl")),
         ("2 x 128, G lr x20", read_rows(SHALLOW_LOGS / "g_lr_x20_curve.jsonl")),
         ("8 x 128, the paper's method", read_rows(LOGS / "curve.jsonl")),
+        ("8 x 128, seed 1", read_rows(LOGS / "curve_seed1.jsonl")),
     ]
     return [
         distil_table(read_rows(LOGS / "distil.jsonl")),
@@ -153,6 +154,7 @@ def all_tables() -> list[str]:
         mobility_table(shallow_mobility + read_rows(LOGS / "mobility.jsonl")),
         curve_table(curves),
         snapshot_table(read_rows(LOGS / "snapshots.jsonl")),
+        snapshot_table(read_rows(LOGS / "snapshots_seed1.jsonl")),
         ceiling_table(read_rows(LOGS / "ceiling.jsonl"), read_rows(LOGS / "snapshots.jsonl")),
     ]
 

@@ -631,7 +631,7 @@ def test_the_committed_deep_mapping_report_is_its_logs():
     dmr = _report_script("deep_mapping_report")
     report = (ROOT / "reports/deep_mapping.md").read_text()
     tables = dmr.all_tables()
-    assert len(tables) == 7 and dmr.refresh_tables(report, tables) == report
+    assert len(tables) == 8 and dmr.refresh_tables(report, tables) == report
     quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
     assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
 
