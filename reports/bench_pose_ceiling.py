@@ -30,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fixed_samples import CHUNK, EVAL_SEED, N_SAMPLES, target_pose
+from fixed_samples import CHUNK, N_SAMPLES, fixed_seed_chunks, target_pose
 from tqdm import tqdm
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
 from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
 from sketchgan.evaluation.metrics import colour_spread, fid_from_features, precision_recall
-from sketchgan.evaluation.sampling import generate_images
 from sketchgan.io import load_image_folder
 from sketchgan.runtime import load_params
 
@@ -63,8 +62,9 @@ def draw_and_judge(
     colours, and whether each shows the sketched shape / the target pose."""
     tol = float(PARAMS["evaluate"]["match_tol"])
     parts: dict[str, list[np.ndarray]] = {"feats": [], "colours": [], "shape": [], "target": []}
-    for start in tqdm(range(0, draws, CHUNK), desc="original samples", unit="chunk"):
-        imgs = generate_images(g, range(start, min(start + CHUNK, draws)), EVAL_SEED)
+    total = -(-draws // CHUNK)
+    chunks = tqdm(fixed_seed_chunks(g, draws), desc="original samples", total=total, unit="chunk")
+    for imgs in chunks:
         pred = predict_attributes(evaluator, imgs)
         parts["feats"].append(evaluator.features(imgs).numpy())
         parts["colours"].append(mean_colours(imgs))

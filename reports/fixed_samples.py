@@ -10,6 +10,7 @@ folder on ``sys.path``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -26,11 +27,16 @@ CHUNK = 250
 
 
 @torch.no_grad()
+def fixed_seed_chunks(g: torch.nn.Module, n: int) -> Iterator[torch.Tensor]:
+    """Samples ``0..n-1`` of the reports' seeded sequence, ``CHUNK`` at a time (for callers
+    that keep only what they measure of each sample, not the images)."""
+    for i in range(0, n, CHUNK):
+        yield generate_images(g, range(i, min(i + CHUNK, n)), EVAL_SEED)
+
+
 def fixed_seed_samples(g: torch.nn.Module, n: int = N_SAMPLES) -> torch.Tensor:
     """Samples ``0..n-1`` of the reports' seeded sequence, in [-1, 1], (n, C, H, W) on the CPU."""
-    return torch.cat(
-        [generate_images(g, range(i, min(i + CHUNK, n)), EVAL_SEED) for i in range(0, n, CHUNK)]
-    )
+    return torch.cat(list(fixed_seed_chunks(g, n)))
 
 
 def target_pose() -> world.TargetSpec:

@@ -655,10 +655,12 @@ def test_deep_mapping_curve_table_aligns_runs_by_iteration():
 def test_pose_ceiling_keeps_only_the_original_samples_it_names():
     """The ceiling's restricted sets are the original's own samples that pass the evaluator's
     verdict, in sequence order, measured as the reports measure 1,000 samples."""
+    from sketchgan.evaluation.sampling import generate_images
+
     ceiling = _report_script("bench_pose_ceiling")
     g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).eval()
     evaluator = load_evaluator(packaged_file("zoo/world32-evaluator.pt")).eval()
-    imgs = ceiling.generate_images(g, range(6), 3)
+    imgs = generate_images(g, range(6), 3)
     # colour spread from mean colours alone is the images' colour spread
     assert np.isclose(ceiling.spread_of(ceiling.mean_colours(imgs)), ceiling.colour_spread(imgs))
     draws, n = 500, 5
