@@ -631,7 +631,7 @@ def test_the_committed_deep_mapping_report_is_its_logs():
     dmr = _report_script("deep_mapping_report")
     report = (ROOT / "reports/deep_mapping.md").read_text()
     tables = dmr.all_tables()
-    assert len(tables) == 8 and dmr.refresh_tables(report, tables) == report
+    assert len(tables) == 12 and dmr.refresh_tables(report, tables) == report
     quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
     assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
 
@@ -650,6 +650,42 @@ def test_deep_mapping_curve_table_aligns_runs_by_iteration():
         "| 5 |  | 30.0% / 40.0% / 100.0 |",
         "| 10 | 50.0% / 60.0% / 50.0 |  |",
     ]
+
+
+def _snapshot(it: int, fid: float, target: float = 0.6, recall: float = 0.5) -> dict:
+    return {
+        "snapshot": it,
+        "target": target,
+        "shape": 0.9,
+        "fid": fid,
+        "recall": recall,
+        "colour_spread": 0.4,
+    }
+
+
+def test_deep_mapping_best_fid_rows_pick_each_runs_minimum_and_check_the_bars():
+    """Each run's row is its lowest-FID snapshot (iteration 0 excluded); a finer grid is also
+    read on the 2,500 grid; the bars are the issue's, relative to the original's row."""
+    dmr = _report_script("deep_mapping_report")
+    original = {"snapshot": 0, "fid": 380.0, "recall": 0.8, "colour_spread": 0.4}
+    baselines = {"sbir": 300.0, "chamfer": 250.0}
+    coarse = [{**original, "target": 0.0, "shape": 0.0}, _snapshot(2500, 90.0, 0.4)]
+    coarse.append(_snapshot(5000, 100.0))
+    fine = [_snapshot(2500, 80.0), _snapshot(3750, 60.0, 0.3), _snapshot(5000, 70.0)]
+    lines = dmr.best_fid_table([("a", "m1", coarse), ("b", "m2", fine)], original, baselines)
+    rows = [line.split(" | ") for line in lines.strip().splitlines()[2:]]
+    assert [(r[0], r[2], r[3], r[4]) for r in rows[:3]] == [
+        ("| a", "2,500", "5,000", "2,500"),
+        ("| b", "1,250", "5,000", "3,750"),
+        ("| b", "2,500", "5,000", "5,000"),
+    ]
+    # recall 0.5 < 0.8 x 0.8 and colour 0.4 >= 0.9 x 0.4; target 40% and 30% miss 50%
+    assert rows[0][-1] == "3 of 5: shape, FID, colour |"
+    assert rows[2][-1] == "4 of 5: target, shape, FID, colour |"
+    assert rows[3][:2] == ["| mean ± sd", "2 runs"] and rows[3][5] == "35.0% ± 7.1%"
+    assert rows[4][7] == "<= 195.0" and rows[4][8] == ">= 0.640"
+    held = dmr.bars_held({**_snapshot(1, 196.0)}, original, baselines)
+    assert held["FID"] is False and held["recall"] is False and held["target"] is True
 
 
 def test_pose_ceiling_keeps_only_the_original_samples_it_names():
@@ -678,6 +714,33 @@ def test_pose_ceiling_keeps_only_the_original_samples_it_names():
     assert judged["feats"].shape[0] == 250 and judged["target"].dtype == bool
     with pytest.raises(SystemExit, match="only .* of 10000 samples found"):
         ceiling.set_row("x", judged, judged["target"], judged["feats"], 10000)
+
+
+def test_ideal_coverage_measures_a_set_against_the_originals_own_samples_of_the_pose(tmp_path):
+    """The ideal sets are disjoint runs of the original's target-pose samples with their own w;
+    a set measured against itself covers it exactly; the judged indices are cached; too few
+    draws is one line."""
+    cov = _report_script("bench_ideal_coverage")
+    g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).eval()
+    evaluator = load_evaluator(packaged_file("zoo/world32-evaluator.pt")).eval()
+    tuned = cov.measured_set(g, evaluator, np.arange(6))
+    with torch.no_grad():
+        w = g.get_latent(cov.draw_inputs(cov.EVAL_SEED, range(6), int(g.style_dim), [])[0])
+    assert np.allclose(tuned["w"], w.numpy()) and tuned["drawn"] == 6
+    itself = cov.coverage_row("self", tuned, tuned)
+    assert itself["precision"] == itself["recall"] == itself["w_recall"] == 1.0
+    assert itself["w_spread_ratio"] == itself["colour_ratio"] == 1.0
+    assert cov.w_spread(tuned["w"][:3]) != cov.w_spread(tuned["w"])
+    cache = tmp_path / "idx.json"
+    idx = cov.cached_target_indices(g, evaluator, 250, cache)
+    assert json.loads(cache.read_text()) == {"draws": 250, "indices": idx.tolist()}
+    cache.write_text(json.dumps({"draws": 250, "indices": [3, 7, 9]}))  # read back, not redrawn
+    assert cov.cached_target_indices(g, evaluator, 250, cache).tolist() == [3, 7, 9]
+    with pytest.raises(SystemExit, match="only 3 of 4 samples found"):
+        cov.ideal_sets(g, evaluator, np.array([3, 7, 9]), 2)
+    first, second = cov.ideal_sets(g, evaluator, idx, 1)
+    assert first["target"].all() and second["target"].all()
+    assert first["drawn"] == idx[0] + 1 and second["drawn"] == idx[1] + 1
 
 
 def test_determinism_digest_tells_bit_identical_weights_apart():
