@@ -23,6 +23,7 @@ written data/ and models/pretrained/:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -60,19 +61,29 @@ def target_indices(g0: torch.nn.Module, evaluator: torch.nn.Module, draws: int) 
     return np.flatnonzero(draw_and_judge(g0, evaluator, draws, target_pose())["target"])
 
 
+def weights_digest(g: torch.nn.Module) -> str:
+    """sha256 of ``g``'s state: what a cache of judged indices belongs to."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(g.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def cached_target_indices(
     g0: torch.nn.Module, evaluator: torch.nn.Module, draws: int, cache: Path | None
 ) -> np.ndarray:
-    """``target_indices``, read from ``cache`` when it holds the same draw count (judging is
-    the slow part), else judged and written there."""
+    """``target_indices``, read from ``cache`` when it was judged for the same draw count,
+    generator and evaluator (judging is the slow part), else judged and written there."""
+    key = {"draws": draws, "generator": weights_digest(g0), "evaluator": weights_digest(evaluator)}
     if cache is not None and cache.exists():
         stored = json.loads(cache.read_text())
-        if stored["draws"] == draws:
+        if all(stored.get(k) == v for k, v in key.items()):
             return np.asarray(stored["indices"], dtype=np.int64)
     idx = target_indices(g0, evaluator, draws)
     if cache is not None:
         with atomic_path(cache) as tmp:
-            Path(tmp).write_text(json.dumps({"draws": draws, "indices": idx.tolist()}))
+            Path(tmp).write_text(json.dumps({**key, "indices": idx.tolist()}))
     return idx
 
 

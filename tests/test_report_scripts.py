@@ -733,9 +733,13 @@ def test_ideal_coverage_measures_a_set_against_the_originals_own_samples_of_the_
     assert cov.w_spread(tuned["w"][:3]) != cov.w_spread(tuned["w"])
     cache = tmp_path / "idx.json"
     idx = cov.cached_target_indices(g, evaluator, 250, cache)
-    assert json.loads(cache.read_text()) == {"draws": 250, "indices": idx.tolist()}
-    cache.write_text(json.dumps({"draws": 250, "indices": [3, 7, 9]}))  # read back, not redrawn
+    stored = json.loads(cache.read_text())
+    assert stored["draws"] == 250 and stored["indices"] == idx.tolist()
+    assert stored["generator"] == cov.weights_digest(g) != stored["evaluator"]
+    cache.write_text(json.dumps({**stored, "indices": [3, 7, 9]}))  # read back, not redrawn
     assert cov.cached_target_indices(g, evaluator, 250, cache).tolist() == [3, 7, 9]
+    cache.write_text(json.dumps({**stored, "generator": "another", "indices": [3, 7, 9]}))
+    assert cov.cached_target_indices(g, evaluator, 250, cache).tolist() == idx.tolist()
     with pytest.raises(SystemExit, match="only 3 of 4 samples found"):
         cov.ideal_sets(g, evaluator, np.array([3, 7, 9]), 2)
     first, second = cov.ideal_sets(g, evaluator, idx, 1)
