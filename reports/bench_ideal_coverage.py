@@ -23,12 +23,12 @@ written data/ and models/pretrained/:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_determinism import weights_digest
 from bench_pose_ceiling import draw_and_judge, mean_colours, spread_of
 from fixed_samples import EVAL_SEED, target_pose
 
@@ -59,15 +59,6 @@ def w_spread(w: np.ndarray) -> float:
 def target_indices(g0: torch.nn.Module, evaluator: torch.nn.Module, draws: int) -> np.ndarray:
     """Which of the original's first ``draws`` fixed-seed samples show the target pose."""
     return np.flatnonzero(draw_and_judge(g0, evaluator, draws, target_pose())["target"])
-
-
-def weights_digest(g: torch.nn.Module) -> str:
-    """sha256 of ``g``'s state: what a cache of judged indices belongs to."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(g.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def cached_target_indices(

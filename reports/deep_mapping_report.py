@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 from mapping_long_run import (
     PANEL_ZOOM,
+    SAMPLE_FORMATS,
+    _cell,
     _markdown,
     _sample_cells,
     mobility_table,
@@ -161,21 +163,15 @@ def bars_held(row: dict, original: dict, baselines: dict[str, float]) -> dict[st
     }
 
 
-#: how the best-FID table writes each measure: scale, format, unit
-BEST_FORMATS = {
-    "target": (100, ".1f", "%"),
-    "shape": (100, ".1f", "%"),
-    "fid": (1, ".1f", ""),
-    "recall": (1, ".3f", ""),
-    "colour_spread": (1, ".3f", ""),
-}
+#: the measures of each run's best-FID row (formatted as every sample table formats them)
+BEST_KEYS = ("target", "shape", "fid", "recall", "colour_spread")
 
 
 def _mean_sd(values: list[float], key: str) -> str:
-    """Mean ± sample standard deviation, formatted as the table formats ``key``."""
-    scale, spec, unit = BEST_FORMATS[key]
+    """Mean ± sample standard deviation, formatted as the sample tables format ``key``."""
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * statistics.fmean(values):{spec}}{unit} ± {scale * sd:{spec}}{unit}"
+    spec = SAMPLE_FORMATS[key]
+    return f"{_cell({key: statistics.fmean(values)}, key, spec)} ± {_cell({key: sd}, key, spec)}"
 
 
 def best_fid_table(
@@ -185,8 +181,7 @@ def best_fid_table(
     with a finer grid also as if snapshotted every 2,500 iterations (a finer grid gives the
     minimum more chances); mean ± sd over the runs' own grids."""
     headers = ["run", "machine", "grid", "last", "best-FID its", "target match", "shape match"]
-    headers += ["FID"]
-    headers += ["recall", "colour spread", "bars held"]
+    headers += ["FID", "recall", "colour spread", "bars held"]
     out, best_rows = [], []
     for label, machine, logged in runs:
         snaps = [r for r in logged if int(r["snapshot"]) > 0]
@@ -202,10 +197,10 @@ def best_fid_table(
                 best_rows.append(best)
             held = [k for k, ok in bars_held(best, original, baselines).items() if ok]
             cells = [label, machine, grid, f"{its[-1]:,}", f"{int(best['snapshot']):,}"]
-            cells += _sample_cells(best, tuple(BEST_FORMATS))
+            cells += _sample_cells(best, BEST_KEYS)
             out.append([*cells, f"{len(held)} of 5: {', '.join(held) or 'none'}"])
     mean = ["mean ± sd", f"{len(best_rows)} runs", "own", "", ""]
-    mean += [_mean_sd([r[key] for r in best_rows], key) for key in BEST_FORMATS]
+    mean += [_mean_sd([r[key] for r in best_rows], key) for key in BEST_KEYS]
     bar = [
         "bar",
         "",
@@ -247,7 +242,6 @@ def all_tables() -> list[str]:
     shallow_mobility = [
         r for r in read_rows(SHALLOW_LOGS / "mobility.jsonl") if r["mapping"] in SHALLOW_MOBILITY
     ]
-    snapshots = read_rows(LOGS / "snapshots.jsonl")
     curves = [
         ("2 x 128, the paper's method", read_rows(SHALLOW_LOGS / "curve.jsonl")),
         ("2 x 128, G lr x20", read_rows(SHALLOW_LOGS / "g_lr_x20_curve.jsonl")),
@@ -257,6 +251,7 @@ def all_tables() -> list[str]:
         ("8 x 128, seed 3", read_rows(LOGS / "curve_seed3.jsonl")),
     ]
     runs = [(label, machine, read_rows(LOGS / log)) for label, machine, log in RUNS]
+    snapshots = runs[0][2]  # seed 0's, the run the single-run tables describe
     original = next(r for r in snapshots if int(r["snapshot"]) == 0)
     return [
         distil_table(read_rows(LOGS / "distil.jsonl")),

@@ -684,7 +684,7 @@ def test_deep_mapping_best_fid_rows_pick_each_runs_minimum_and_check_the_bars():
     assert rows[2][-1] == "4 of 5: target, shape, FID, colour |"
     assert rows[3][:2] == ["| mean ± sd", "2 runs"] and rows[3][5] == "35.0% ± 7.1%"
     assert rows[4][7] == "<= 195.0" and rows[4][8] == ">= 0.640"
-    held = dmr.bars_held({**_snapshot(1, 196.0)}, original, baselines)
+    held = dmr.bars_held(_snapshot(1, 196.0), original, baselines)
     assert held["FID"] is False and held["recall"] is False and held["target"] is True
 
 
