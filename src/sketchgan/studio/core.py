@@ -472,6 +472,7 @@ class Customiser:
             worker.process.join(timeout=30)
             if worker.process.is_alive():
                 worker.process.kill()
+                worker.process.join(timeout=10)  # reaped, so is_alive() is false from here
             if self._keep_warm:
                 self._spare = self._new_process()  # ready for the next job, warmed while idle
 
@@ -552,7 +553,10 @@ class _TrainingProcess:
             self.payloads.put(None)
             self.process.join(timeout=10)
         if self.process.is_alive():
+            # A loaded machine can keep a fresh process importing torch past the join above;
+            # SIGKILL it and reap it, so is_alive() is false once close() returns.
             self.process.kill()
+            self.process.join(timeout=10)
 
 
 def _training_process_main(
