@@ -4,8 +4,9 @@ The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (dis
 `pretrain_long.py --init` (the adversarial polish), `bench_mapping_mobility.py`,
 `bench_finetune_curve.py` (the paper's method on the 8-layer generator, seeds 0-3) and
 `bench_mapping_capacity.py --iters 0` (its snapshots), `bench_pose_ceiling.py` (the original
-model restricted to the target pose) and `bench_ideal_coverage.py` (the tuned models against
-that restriction); the 2-layer rows come from
+model restricted to the target pose), `bench_ideal_coverage.py` (the tuned models against
+that restriction) and `bench_diversity_factors.py` (which factors of variation they lose inside
+the pose); the 2-layer rows come from
 `reports/mapping_long_run/` and the 10,000-sample quality from `src/sketchgan/zoo/zoo.yaml`.
 
     .venv/bin/python reports/deep_mapping_report.py table     # print every table
@@ -230,6 +231,38 @@ def ideal_coverage_table(rows: list[dict]) -> str:
     return _markdown(headers, out, text_first=True)
 
 
+def diversity_factors_table(rows: list[dict]) -> str:
+    """`bench_diversity_factors.py`: each factor's coverage and spread inside the pose."""
+    factors = ("pose", "object colour", "texture", "background colour")
+    headers = ["set (in the target pose)", "drawn", "recall (features)"]
+    headers += [f"{f}: recall / spread" for f in factors] + ["texture strength / ideal's"]
+    out = [
+        [r["set"], f"{r['drawn']:,}", f"{r['recall']:.3f}"]
+        + [f"{r[f + ' recall']:.3f} / {r[f + ' spread']:.2f}x" for f in factors]
+        + [f"{r['texture mean']:.2f}x"]
+        for r in rows
+        if "recall" in r  # the sketches' row has only a pose
+    ]
+    return _markdown(headers, out, text_first=True)
+
+
+def pose_detail_table(rows: list[dict]) -> str:
+    """`bench_diversity_factors.py`: each pose field's spread inside the pose, and how close the
+    poses sit to the user's sketches."""
+    fields = ("cx", "cy", "scale", "rotation", "aspect")
+    headers = ["set (in the target pose)", *(f"{f} spread" for f in fields)]
+    headers += ["distance to the nearest sketch / ideal's", "sketches used (of 8)"]
+    out = [
+        [r["set"], *(f"{r[f + ' spread']:.2f}x" for f in fields)]
+        + [
+            f"{r['to nearest sketch']:.2f}x" if "to nearest sketch" in r else "",
+            f"{r['sketches used']:.2f}" if "sketches used" in r else "",
+        ]
+        for r in rows
+    ]
+    return _markdown(headers, out, text_first=True)
+
+
 def demo_baselines() -> dict[str, float]:
     """The committed demo's retrieval-baseline FIDs (reports/metrics.json)."""
     metrics = json.loads((ROOT / "reports/metrics.json").read_text())
@@ -253,6 +286,7 @@ def all_tables() -> list[str]:
     runs = [(label, machine, read_rows(LOGS / log)) for label, machine, log in RUNS]
     snapshots = runs[0][2]  # seed 0's, the run the single-run tables describe
     original = next(r for r in snapshots if int(r["snapshot"]) == 0)
+    factors = read_rows(LOGS / "diversity_factors.jsonl")
     return [
         distil_table(read_rows(LOGS / "distil.jsonl")),
         quality_table(zoo),
@@ -266,6 +300,8 @@ def all_tables() -> list[str]:
         best_fid_table(runs, original, demo_baselines()),
         ceiling_table(read_rows(LOGS / "ceiling.jsonl"), snapshots),
         ideal_coverage_table(read_rows(LOGS / "ideal_coverage.jsonl")),
+        diversity_factors_table(factors),
+        pose_detail_table(factors),
     ]
 
 

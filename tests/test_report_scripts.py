@@ -631,7 +631,7 @@ def test_the_committed_deep_mapping_report_is_its_logs():
     dmr = _report_script("deep_mapping_report")
     report = (ROOT / "reports/deep_mapping.md").read_text()
     tables = dmr.all_tables()
-    assert len(tables) == 12 and dmr.refresh_tables(report, tables) == report
+    assert len(tables) == 14 and dmr.refresh_tables(report, tables) == report
     quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
     assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
 
@@ -756,3 +756,58 @@ def test_determinism_digest_tells_bit_identical_weights_apart():
     with torch.no_grad():
         b.weight[0, 0] = torch.nextafter(b.weight[0, 0], torch.tensor(9.0))  # one ulp
     assert det.weights_digest(a) != det.weights_digest(b)
+
+
+def test_diversity_factors_read_each_factor_back_with_the_worlds_geometry(tmp_path):
+    """On renders read at their true pose, the factors are the scene's own: a flat object's
+    colour, a plain background's colour, no texture on a flat object and some on a striped one;
+    a set against itself covers every factor exactly; too few draws is one line."""
+    import pandas as pd
+
+    from sketchgan.data import world
+
+    factors = _report_script("bench_diversity_factors")
+    attrs = world.sample_attributes(
+        6, np.random.default_rng(0), TargetSpec.from_dict({"shape": "star"})
+    )
+    attrs["texture"] = ["flat", "flat", "flat", "stripes", "stripes", "stripes"]
+    for ch in "rgb":
+        attrs[f"bg2_{ch}"] = attrs[f"bg_{ch}"]
+    attrs["bg_noise_amp"] = 0.0
+    images, _ = world.render(attrs, 32)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    got = factors.factor_values(x, attrs)
+    obj = attrs[["obj_r", "obj_g", "obj_b"]].to_numpy()
+    bg = attrs[["bg_r", "bg_g", "bg_b"]].to_numpy()
+    assert np.abs(got["object colour"][:3] - obj[:3]).max() < 1 / 255
+    assert np.abs(got["background colour"] - bg).max() < 1 / 255
+    assert got["texture"][:3].max() < 0.005 < 0.02 < got["texture"][3:].min()
+    assert got["pose"].shape == (6, 5)
+    with pytest.raises(ValueError, match="no object or no background"):
+        factors.factor_values(x, pd.concat([attrs.iloc[:5], attrs.iloc[5:].assign(scale=2.0)]))
+    g = load_finetuned_generator(packaged_file("zoo/world32-stylegan2.pt")).eval()
+    evaluator = load_evaluator(packaged_file("zoo/world32-evaluator.pt")).eval()
+    some = factors.in_pose(g, evaluator, list(range(300)))  # the original: ~2% in the pose
+    assert 4 <= len(some["feats"]) == len(some["pose"]) < 30
+    some = {**some, "drawn": 300, "n": len(some["feats"])}
+    sketches = factors.pose_coords(attrs)
+    itself = factors.factor_row("self", some, some, sketches)
+    assert itself["recall"] == itself["pose recall"] == itself["texture recall"] == 1.0
+    assert itself["background colour spread"] == itself["texture mean"] == 1.0
+    assert itself["rotation spread"] == itself["to nearest sketch"] == 1.0
+    assert factors.sketch_row(some, some["pose"]) == {
+        "set": f"the user's sketches ({len(some['pose'])})",
+        **{f"{f} spread": 1.0 for f in ("cx", "cy", "scale", "rotation", "aspect")},
+    }
+    # poses spread evenly over the sketches use them all; poses by one sketch use one
+    assert np.isclose(factors.sketches_used(sketches, sketches), 6.0)
+    assert factors.sketches_used(sketches[[2, 2, 2]] + 1e-3, sketches) == 1.0
+    attrs.drop(columns="rotation").to_csv(tmp_path / "manifest.csv")
+    with pytest.raises(SystemExit, match=r"manifest.csv: no column 'rotation'"):
+        factors.sketch_poses(tmp_path / "manifest.csv")
+    found = factors.in_pose_set(g, evaluator, 2, draws=2000)
+    assert found["n"] == 2 and found["pose"].shape == (2, 5) and found["drawn"] % 250 == 0
+    with pytest.raises(SystemExit, match=r"only \d+ of 250 samples in 250 draws"):
+        factors.in_pose_set(g, evaluator, 250, draws=1)
+    with pytest.raises(SystemExit, match="only 3 of 4 samples found"):
+        factors.ideal_sets(g, evaluator, np.array([3, 7, 9]), 2)
