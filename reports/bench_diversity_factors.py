@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from bench_ideal_coverage import PARAMS, cached_target_indices
+from bench_ideal_coverage import PARAMS, cached_target_indices, ideal_sets
 from fixed_samples import CHUNK, EVAL_SEED, target_pose
 
 from sketchgan.checkpoints import load_finetuned_generator
@@ -153,20 +153,11 @@ def in_pose_set(
     return {**_concat(parts, n), "drawn": i - start, "n": n}
 
 
-def ideal_sets(
-    g0: torch.nn.Module, evaluator: torch.nn.Module, indices: np.ndarray, n: int
-) -> tuple[dict, dict]:
-    """The original's first and second ``n`` target-pose samples (``indices``), re-judged
-    (a sample whose image the cached verdict no longer passes is dropped)."""
-    if len(indices) < 2 * n:
-        raise SystemExit(
-            f"ideal: only {len(indices)} of {2 * n} samples found; draw more (--draws)"
-        )
-    sets = []
-    for chunk in (indices[:n], indices[n : 2 * n]):
-        kept = in_pose(g0, evaluator, [int(i) for i in chunk])
-        sets.append({**kept, "drawn": int(chunk[-1]) + 1, "n": len(kept["feats"])})
-    return sets[0], sets[1]
+def ideal_set(g0: torch.nn.Module, evaluator: torch.nn.Module, indices: np.ndarray) -> dict:
+    """The original's target-pose samples ``indices``, re-judged (a sample whose image the
+    cached verdict no longer passes is dropped)."""
+    kept = in_pose(g0, evaluator, [int(i) for i in indices])
+    return {**kept, "drawn": int(indices[-1]) + 1, "n": len(kept["feats"])}
 
 
 def field_spreads(ideal: np.ndarray, poses: np.ndarray) -> dict[str, float]:
@@ -229,7 +220,7 @@ def main() -> None:
     g0 = load_finetuned_generator("models/pretrained/generator.pt", "cpu").eval()
     indices = cached_target_indices(g0, evaluator, args.draws, args.cache)
     sketches = sketch_poses(Path("data/sketches/manifest.csv"))
-    ideal, second = ideal_sets(g0, evaluator, indices, args.n)
+    ideal, second = ideal_sets(g0, evaluator, indices, args.n, measure=ideal_set)
     print(json.dumps(sketch_row(ideal, sketches)), flush=True)
     second_row = factor_row("original, target pose: a second set", ideal, second, sketches)
     print(json.dumps(second_row), flush=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,14 +96,19 @@ def measured_set(g: torch.nn.Module, evaluator: torch.nn.Module, indices: np.nda
 
 
 def ideal_sets(
-    g0: torch.nn.Module, evaluator: torch.nn.Module, indices: np.ndarray, n: int
+    g0: torch.nn.Module,
+    evaluator: torch.nn.Module,
+    indices: np.ndarray,
+    n: int,
+    measure: Callable[[torch.nn.Module, torch.nn.Module, np.ndarray], dict] = measured_set,
 ) -> tuple[dict, dict]:
-    """The original's first and second ``n`` samples in the target pose (``indices``)."""
+    """The original's first and second ``n`` samples in the target pose (``indices``), each
+    set measured by ``measure``."""
     if len(indices) < 2 * n:
         raise SystemExit(
             f"ideal: only {len(indices)} of {2 * n} samples found; draw more (--draws)"
         )
-    return measured_set(g0, evaluator, indices[:n]), measured_set(g0, evaluator, indices[n : 2 * n])
+    return measure(g0, evaluator, indices[:n]), measure(g0, evaluator, indices[n : 2 * n])
 
 
 def coverage_row(label: str, ideal: dict, samples: dict) -> dict:
