@@ -23,19 +23,18 @@ written data/ and models/pretrained/:
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from bench_ideal_coverage import PARAMS, cached_target_indices, ideal_sets
+from bench_ideal_coverage import PARAMS, ideal_sets, setup
 from fixed_samples import CHUNK, EVAL_SEED, target_pose
 
 from sketchgan.checkpoints import load_finetuned_generator
 from sketchgan.data import world
-from sketchgan.evaluation.evaluator import load_evaluator, predict_attributes
+from sketchgan.evaluation.evaluator import predict_attributes
 from sketchgan.evaluation.metrics import precision_recall
 from sketchgan.evaluation.sampling import generate_images
 
@@ -203,22 +202,7 @@ def factor_row(label: str, ideal: dict, samples: dict, sketches: np.ndarray) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("generators", nargs="+", help="LABEL=PATH of tuned generators")
-    ap.add_argument("--draws", type=int, required=True, help="original samples to judge")
-    ap.add_argument("--n", type=int, required=True, help="in-pose samples per set")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--cache", type=Path, default=None, help="JSON file of the judged target indices (reused)"
-    )
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    specs = [spec.split("=", 1) for spec in args.generators]
-    if any(len(s) != 2 for s in specs):
-        raise SystemExit("generators: expected LABEL=PATH for each")
-    evaluator = load_evaluator("models/pretrained/evaluator.pt").eval()
-    g0 = load_finetuned_generator("models/pretrained/generator.pt", "cpu").eval()
-    indices = cached_target_indices(g0, evaluator, args.draws, args.cache)
+    args, specs, evaluator, g0, indices = setup(__doc__.split("\n")[0], "in-pose samples per set")
     sketches = sketch_poses(Path("data/sketches/manifest.csv"))
     ideal, second = ideal_sets(g0, evaluator, indices, args.n, measure=ideal_set)
     print(json.dumps(sketch_row(ideal, sketches)), flush=True)

@@ -130,11 +130,15 @@ def coverage_row(label: str, ideal: dict, samples: dict) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def setup(
+    description: str, n_help: str
+) -> tuple[argparse.Namespace, list[list[str]], torch.nn.Module, torch.nn.Module, np.ndarray]:
+    """The command line both ideal-set scripts share: its arguments, the LABEL=PATH generator
+    specs, the world evaluator, the original generator and its judged target-pose indices."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("generators", nargs="+", help="LABEL=PATH of tuned generators")
     ap.add_argument("--draws", type=int, required=True, help="original samples to judge")
-    ap.add_argument("--n", type=int, required=True, help="samples per set")
+    ap.add_argument("--n", type=int, required=True, help=n_help)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--cache", type=Path, default=None, help="JSON file of the judged target indices (reused)"
@@ -146,7 +150,11 @@ def main() -> None:
         raise SystemExit("generators: expected LABEL=PATH for each")
     evaluator = load_evaluator("models/pretrained/evaluator.pt").eval()
     g0 = load_finetuned_generator("models/pretrained/generator.pt", "cpu").eval()
-    indices = cached_target_indices(g0, evaluator, args.draws, args.cache)
+    return args, specs, evaluator, g0, cached_target_indices(g0, evaluator, args.draws, args.cache)
+
+
+def main() -> None:
+    args, specs, evaluator, g0, indices = setup(__doc__.split("\n")[0], "samples per set")
     ideal, second = ideal_sets(g0, evaluator, indices, args.n)
     everyone = np.arange(args.n)
     rows = [

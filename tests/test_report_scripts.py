@@ -811,6 +811,6 @@ def test_diversity_factors_read_each_factor_back_with_the_worlds_geometry(tmp_pa
         factors.in_pose_set(g, evaluator, 250, draws=1)
     with pytest.raises(SystemExit, match="only 3 of 4 samples found"):
         factors.ideal_sets(g, evaluator, np.array([3, 7, 9]), 2, measure=factors.ideal_set)
-    idx = factors.cached_target_indices(g, evaluator, 250, None)
+    idx = _report_script("bench_ideal_coverage").cached_target_indices(g, evaluator, 250, None)
     first = factors.ideal_set(g, evaluator, idx[:2])  # re-judged: both still in the pose
     assert first["n"] == len(first["pose"]) == 2 and first["drawn"] == idx[1] + 1
