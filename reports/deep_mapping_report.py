@@ -5,8 +5,9 @@ The logs in `reports/deep_mapping/` are the JSON lines of `deep_mapping.py` (dis
 `bench_finetune_curve.py` (the paper's method on the 8-layer generator, seeds 0-3) and
 `bench_mapping_capacity.py --iters 0` (its snapshots), `bench_pose_ceiling.py` (the original
 model restricted to the target pose), `bench_ideal_coverage.py` (the tuned models against
-that restriction) and `bench_diversity_factors.py` (which factors of variation they lose inside
-the pose); the 2-layer rows come from
+that restriction), `bench_diversity_factors.py` (which factors of variation they lose inside
+the pose) and `bench_sketch_d_rotation.py` (whether the sketch D asks for the sketches'
+rotations); the 2-layer rows come from
 `reports/mapping_long_run/` and the 10,000-sample quality from `src/sketchgan/zoo/zoo.yaml`.
 
     .venv/bin/python reports/deep_mapping_report.py table     # print every table
@@ -263,6 +264,19 @@ def pose_detail_table(rows: list[dict]) -> str:
     return _markdown(headers, out, text_first=True)
 
 
+def sketch_d_rotation_table(rows: list[dict]) -> str:
+    """`bench_sketch_d_rotation.py`: does the sketch D favour the sketches' rotations?"""
+    headers = ["sketch D", "iterations", "AUC: inside the sketches' rotation range"]
+    headers += ["correlation with the gap to the nearest sketch's rotation"]
+    headers += ["mean score inside", "mean score outside"]
+    out = [
+        [r["checkpoint"], f"{r['step']:,}", f"{r['auc_inside']:.3f}", f"{r['corr_gap']:.3f}"]
+        + [f"{r['mean_inside']:.2f}", f"{r['mean_outside']:.2f}"]
+        for r in rows
+    ]
+    return _markdown(headers, out, text_first=True)
+
+
 def demo_baselines() -> dict[str, float]:
     """The committed demo's retrieval-baseline FIDs (reports/metrics.json)."""
     metrics = json.loads((ROOT / "reports/metrics.json").read_text())
@@ -302,6 +316,7 @@ def all_tables() -> list[str]:
         ideal_coverage_table(read_rows(LOGS / "ideal_coverage.jsonl")),
         diversity_factors_table(factors),
         pose_detail_table(factors),
+        sketch_d_rotation_table(read_rows(LOGS / "sketch_d_rotation.jsonl")),
     ]
 
 

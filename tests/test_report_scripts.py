@@ -631,7 +631,7 @@ def test_the_committed_deep_mapping_report_is_its_logs():
     dmr = _report_script("deep_mapping_report")
     report = (ROOT / "reports/deep_mapping.md").read_text()
     tables = dmr.all_tables()
-    assert len(tables) == 14 and dmr.refresh_tables(report, tables) == report
+    assert len(tables) == 15 and dmr.refresh_tables(report, tables) == report
     quality = known_checkpoint("world32-stylegan2")["provenance"]["quality"]
     assert f"| `world32-stylegan2` | 8 x 128 | {quality['efid']:.2f} |" in report
 
@@ -814,3 +814,17 @@ def test_diversity_factors_read_each_factor_back_with_the_worlds_geometry(tmp_pa
     idx = _report_script("bench_ideal_coverage").cached_target_indices(g, evaluator, 250, None)
     first = factors.ideal_set(g, evaluator, idx[:2])  # re-judged: both still in the pose
     assert first["n"] == len(first["pose"]) == 2 and first["drawn"] == idx[1] + 1
+
+
+def test_sketch_d_rotation_row_tells_a_d_that_asks_for_the_sketches_rotations():
+    probe = _report_script("bench_sketch_d_rotation")
+    sketch_rot = np.array([-10.0, 0.0, 20.0])
+    rot = np.linspace(-36, 36, 73)
+    assert probe.rotation_gap(np.array([-30.0, 5.0]), sketch_rot).tolist() == [20.0, 5.0]
+    asks = probe.rotation_row(-probe.rotation_gap(rot, sketch_rot), rot, sketch_rot)
+    assert asks["auc_inside"] > 0.8 and asks["corr_gap"] == -1.0
+    assert asks["mean_inside"] > asks["mean_outside"]
+    assert np.isclose(asks["inside_share"], 31 / 73, atol=1e-3)
+    blind = probe.rotation_row(np.zeros_like(rot), rot, sketch_rot)
+    assert blind["auc_inside"] == 0.5 and blind["corr_gap"] == 0.0
+    assert blind["mean_inside"] == blind["mean_outside"]
