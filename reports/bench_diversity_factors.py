@@ -42,6 +42,7 @@ INNER = 0.6  # object pixels: inside the read pose at this share of its size (po
 OUTER = 1.4  # background pixels: outside the read pose grown by this factor
 FACTORS = ("pose", "object colour", "texture", "background colour")
 LINEAR_POSE = ("cx", "cy", "scale", "rotation")
+POSE_COLUMNS = (*LINEAR_POSE, "aspect")  # the columns of pose_coords, in its order
 
 
 def pose_coords(pose: pd.DataFrame) -> np.ndarray:
@@ -162,8 +163,7 @@ def ideal_set(g0: torch.nn.Module, evaluator: torch.nn.Module, indices: np.ndarr
 def field_spreads(ideal: np.ndarray, poses: np.ndarray) -> dict[str, float]:
     """Each pose field's sd as a share of the ideal's."""
     ratios = poses.std(axis=0) / ideal.std(axis=0)
-    fields = (*LINEAR_POSE, "aspect")
-    return {f"{f} spread": round(float(r), 3) for f, r in zip(fields, ratios, strict=True)}
+    return {f"{f} spread": round(float(r), 3) for f, r in zip(POSE_COLUMNS, ratios, strict=True)}
 
 
 def sketch_row(ideal: dict, sketches: np.ndarray) -> dict:

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from bench_diversity_factors import FACTORS, POSE_COLUMNS
 from mapping_long_run import (
     PANEL_ZOOM,
     SAMPLE_FORMATS,
@@ -234,12 +235,11 @@ def ideal_coverage_table(rows: list[dict]) -> str:
 
 def diversity_factors_table(rows: list[dict]) -> str:
     """`bench_diversity_factors.py`: each factor's coverage and spread inside the pose."""
-    factors = ("pose", "object colour", "texture", "background colour")
     headers = ["set (in the target pose)", "drawn", "recall (features)"]
-    headers += [f"{f}: recall / spread" for f in factors] + ["texture strength / ideal's"]
+    headers += [f"{f}: recall / spread" for f in FACTORS] + ["texture strength / ideal's"]
     out = [
         [r["set"], f"{r['drawn']:,}", f"{r['recall']:.3f}"]
-        + [f"{r[f + ' recall']:.3f} / {r[f + ' spread']:.2f}x" for f in factors]
+        + [f"{r[f + ' recall']:.3f} / {r[f + ' spread']:.2f}x" for f in FACTORS]
         + [f"{r['texture mean']:.2f}x"]
         for r in rows
         if "recall" in r  # the sketches' row has only a pose
@@ -250,11 +250,10 @@ def diversity_factors_table(rows: list[dict]) -> str:
 def pose_detail_table(rows: list[dict]) -> str:
     """`bench_diversity_factors.py`: each pose field's spread inside the pose, and how close the
     poses sit to the user's sketches."""
-    fields = ("cx", "cy", "scale", "rotation", "aspect")
-    headers = ["set (in the target pose)", *(f"{f} spread" for f in fields)]
+    headers = ["set (in the target pose)", *(f"{f} spread" for f in POSE_COLUMNS)]
     headers += ["distance to the nearest sketch / ideal's", "sketches used (of 8)"]
     out = [
-        [r["set"], *(f"{r[f + ' spread']:.2f}x" for f in fields)]
+        [r["set"], *(f"{r[f + ' spread']:.2f}x" for f in POSE_COLUMNS)]
         + [
             f"{r['to nearest sketch']:.2f}x" if "to nearest sketch" in r else "",
             f"{r['sketches used']:.2f}" if "sketches used" in r else "",

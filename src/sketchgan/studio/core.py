@@ -469,10 +469,7 @@ class Customiser:
         try:
             self._follow(job, worker.process, worker.messages, worker.stop)
         finally:
-            worker.process.join(timeout=30)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(timeout=10)  # reaped, so is_alive() is false from here
+            worker.end(wait=30)
             if self._keep_warm:
                 self._spare = self._new_process()  # ready for the next job, warmed while idle
 
@@ -551,10 +548,14 @@ class _TrainingProcess:
         """Let an unused process exit (it also exits by itself once the studio is gone)."""
         if self.process.is_alive():
             self.payloads.put(None)
-            self.process.join(timeout=10)
+        self.end(wait=10)
+
+    def end(self, wait: float) -> None:
+        """Give the process ``wait`` seconds to exit, then SIGKILL it; either way it is reaped,
+        so ``is_alive()`` is false on return (a loaded machine can keep a fresh process
+        importing torch past the wait, and a killed one is alive until joined)."""
+        self.process.join(timeout=wait)
         if self.process.is_alive():
-            # A loaded machine can keep a fresh process importing torch past the join above;
-            # SIGKILL it and reap it, so is_alive() is false once close() returns.
             self.process.kill()
             self.process.join(timeout=10)
 
